@@ -1,0 +1,50 @@
+# Developer entry points. `make help` lists them.
+SHELL := /bin/bash
+UV ?= uv
+SYNC_FLAGS := --all-packages --extra azure --extra transformers
+PYTEST := $(UV) run --frozen pytest
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: ## Install uv if missing and sync the whole workspace (CPU extras) from uv.lock
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv
+	$(UV) sync $(SYNC_FLAGS) --locked
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+.PHONY: lint
+lint: ## Lint Python (ruff)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+.PHONY: typecheck
+typecheck: ## Type-check the packages (pyright)
+	$(UV) run --frozen pyright
+
+.PHONY: test-unit
+test-unit: ## Unit and integration tests of every package (no cluster)
+	$(PYTEST) -m "not e2e and not gpu" packages
+
+.PHONY: e2e
+e2e: ## End-to-end tests on the local cluster (builds/reuses it: hack/local-cluster.sh)
+	$(PYTEST) -m e2e e2e
+
+.PHONY: test
+test: install test-unit e2e ## Everything CI runs: unit, integration and e2e suites
+
+.PHONY: generate
+generate: ## Regenerate CRDs and chart schemas from the models
+	$(UV) run --frozen python -m kaito_api.crdgen
+
+.PHONY: verify
+verify: generate ## Fail when generated files drift from what is committed, or uv.lock is stale
+	git diff --exit-code -- charts
+	$(UV) lock --check

@@ -1,0 +1,3 @@
+"""LoRA/QLoRA tuning job that turns a dataset into an adapter image."""
+
+__version__ = "0.1.0"
