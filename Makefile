@@ -21,9 +21,11 @@ fmt: ## Format the code
 	$(UV) run --frozen ruff check --fix .
 
 .PHONY: lint
-lint: ## Lint Python (ruff)
+lint: ## Lint Python (ruff), the Dockerfiles (hadolint) and the charts (helm lint)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen hadolint --failure-threshold warning $$(git ls-files 'packages/*/Dockerfile*')
+	bash hack/helm-lint.sh
 
 .PHONY: typecheck
 typecheck: ## Type-check the packages (pyright)
@@ -48,3 +50,19 @@ generate: ## Regenerate CRDs and chart schemas from the models
 verify: generate ## Fail when generated files drift from what is committed, or uv.lock is stale
 	git diff --exit-code -- charts
 	$(UV) lock --check
+
+.PHONY: images
+images: ## Build every package's image with docker, podman or buildah (tags = package versions)
+	bash hack/build-images.sh
+
+.PHONY: quickstart
+quickstart: ## Local cluster + fake GPU nodes + charts + controller/provisioner, then the Phi-3 quick start on a tiny CPU model
+	bash hack/quickstart.sh up
+
+.PHONY: quickstart-down
+quickstart-down: ## Stop everything `make quickstart` started (controller, provisioner, cluster)
+	bash hack/quickstart.sh down
+
+.PHONY: kind-e2e
+kind-e2e: ## Needs Docker: kind cluster, images loaded, fake GPUs, charts installed, e2e suite with real pods
+	bash hack/kind-e2e.sh
