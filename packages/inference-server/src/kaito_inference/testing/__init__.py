@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package: offline tiny models for tests and local quick starts."""
