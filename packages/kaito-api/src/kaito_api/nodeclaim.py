@@ -1,0 +1,224 @@
+"""The subset of Karpenter's ``karpenter.sh/v1`` NodeClaim shared by controller and provisioner.
+
+The NodeClaim is the only contract between the Workspace controller (which creates one per
+GPU node it needs) and the node provisioner (which turns it into a node and reports back in
+``status``), as in KAITO, so either side can be swapped for the real component. The fields
+here are a compatible subset of Karpenter's v1 schema: every object our code writes validates
+against Karpenter's own CRD. Reading is lenient (fields we do not model are kept as extras)
+because a real Karpenter may write more.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import ConfigDict, Field
+
+from kaito_api.conditions import Condition, ConditionStatus, NodeClaimConditionType
+from kaito_api.objectmeta import ObjectMeta
+from kaito_api.rules import ApiModel, Rule
+from kaito_api.types import Quantity, Time
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "NodeClaim",
+    "NodeClaimSpec",
+    "NodeClaimStatus",
+    "NodeClassReference",
+    "NodeSelectorRequirementWithMinValues",
+    "ResourceRequirements",
+    "Taint",
+]
+
+GROUP = "karpenter.sh"
+VERSION = "v1"
+KIND = "NodeClaim"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+_DURATION_PATTERN = r"^(([0-9]+(s|m|h))+|Never)$"
+
+
+class _KarpenterModel(ApiModel):
+    """Karpenter objects: keep unknown fields (a real Karpenter may set more than we model)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class NodeClassReference(_KarpenterModel):
+    """The provider-specific node class the claim is for (KAITO: kaito.sh/KaitoNodeClass)."""
+
+    group: str = Field(min_length=1, max_length=253, description="API group of the node class.")
+    kind: str = Field(min_length=1, max_length=63, description="Kind of the node class.")
+    name: str = Field(min_length=1, max_length=253, description="Name of the node class.")
+
+
+class NodeSelectorRequirementWithMinValues(_KarpenterModel):
+    """A scheduling requirement on node labels, e.g. instance-type In [Standard_NC6s_v3]."""
+
+    key: str = Field(min_length=1, max_length=316, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
+        description="In, NotIn, Exists, DoesNotExist, Gt or Lt."
+    )
+    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Values; In needs at least one, Gt/Lt exactly one integer.",
+    )
+    min_values: int | None = Field(
+        default=None,
+        ge=1,
+        le=50,
+        description="Minimum number of distinct values the scheduler must consider.",
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.operator != 'In' || (has(self.values) && self.values.size() > 0)",
+            message="requirements with operator 'In' must have a value defined",
+            field="values",
+            reason="FieldValueRequired",
+            check=lambda s: s.operator != "In" or bool(s.values),
+        ),
+        Rule(
+            cel=(
+                "!(self.operator in ['Gt', 'Lt']) || (has(self.values) && "
+                "self.values.size() == 1 && self.values[0].matches('^[0-9]+$'))"
+            ),
+            message=(
+                "requirements with operator 'Gt' or 'Lt' must have a single non-negative "
+                "integer value"
+            ),
+            field="values",
+            check=lambda s: (
+                s.operator not in ("Gt", "Lt")
+                or (s.values is not None and len(s.values) == 1 and s.values[0].isdigit())
+            ),
+        ),
+    )
+
+
+class Taint(_KarpenterModel):
+    """A node taint, e.g. ``sku=gpu:NoSchedule``."""
+
+    key: str = Field(min_length=1, max_length=316, description="Taint key.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
+        description="NoSchedule, PreferNoSchedule or NoExecute."
+    )
+    time_added: Time | None = Field(default=None, description="When a NoExecute taint was added.")
+
+
+class ResourceRequirements(_KarpenterModel):
+    """Minimum resources the node must have."""
+
+    requests: dict[str, Quantity] | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Resource name to quantity: cpu, memory, ephemeral-storage, storage (KAITO's OS "
+            "disk size), nvidia.com/gpu."
+        ),
+    )
+
+
+class NodeClaimSpec(_KarpenterModel):
+    """What node to create. Immutable once created (as in Karpenter)."""
+
+    node_class_ref: NodeClassReference = Field(
+        description="The node class (provider configuration) to use."
+    )
+    requirements: list[NodeSelectorRequirementWithMinValues] = Field(
+        max_length=100,
+        description="Label requirements the node must satisfy (instance type, os, nodepool).",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Minimum resources of the node."
+    )
+    taints: list[Taint] | None = Field(
+        default=None, max_length=64, description="Taints the node starts with and keeps."
+    )
+    startup_taints: list[Taint] | None = Field(
+        default=None,
+        max_length=64,
+        description="Taints the node starts with that a daemon removes once it is ready.",
+    )
+    expire_after: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=_DURATION_PATTERN,
+        description="Lifetime of the node (Go duration such as 720h, or Never).",
+    )
+    termination_grace_period: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^([0-9]+(s|m|h))+$",
+        description="How long draining may take before the node is forcibly removed.",
+    )
+
+    # As in Karpenter's CRD: a NodeClaim is replaced, never edited.
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self == oldSelf",
+            message="spec is immutable",
+            field="",
+            transition=True,
+            check=lambda s, o: s == o,
+        ),
+    )
+
+
+class NodeClaimStatus(_KarpenterModel):
+    """What the provisioner created, written back by it."""
+
+    provider_id: str | None = Field(
+        default=None,
+        alias="providerID",
+        max_length=1024,
+        description="Cloud provider id of the instance; equals the Node's spec.providerID.",
+    )
+    node_name: str | None = Field(
+        default=None, max_length=253, description="Name of the Node that registered."
+    )
+    image_id: str | None = Field(
+        default=None, alias="imageID", max_length=1024, description="OS image of the node."
+    )
+    capacity: dict[str, Quantity] | None = Field(
+        default=None, max_length=64, description="Resources of the node."
+    )
+    allocatable: dict[str, Quantity] | None = Field(
+        default=None, max_length=64, description="Resources available to pods."
+    )
+    conditions: list[Condition] | None = Field(
+        default=None,
+        max_length=32,
+        description="Launched, Registered, Initialized and Ready.",
+    )
+    last_pod_event_time: Time | None = Field(
+        default=None, description="Last time a pod was scheduled to or removed from the node."
+    )
+
+
+class NodeClaim(_KarpenterModel):
+    """A request for one node (cluster-scoped)."""
+
+    api_version: Literal["karpenter.sh/v1"] = Field(
+        default="karpenter.sh/v1", description="karpenter.sh/v1."
+    )
+    kind: Literal["NodeClaim"] = Field(default="NodeClaim", description="NodeClaim.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard metadata.")
+    spec: NodeClaimSpec = Field(description="The node to create. Immutable.")
+    status: NodeClaimStatus | None = Field(
+        default=None, description="Observed state, written by the provisioner."
+    )
+
+    @property
+    def is_ready(self) -> bool:
+        """KAITO's readiness: Ready=True, or, when there is no Ready condition, a nodeName."""
+        if self.status is None:
+            return False
+        for condition in self.status.conditions or ():
+            if condition.type == NodeClaimConditionType.READY:
+                return condition.status == ConditionStatus.TRUE
+        return bool(self.status.node_name)

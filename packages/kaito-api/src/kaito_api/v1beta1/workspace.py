@@ -1,0 +1,678 @@
+"""The ``kaito.sh/v1beta1`` Workspace: a model preset, the GPU nodes for it, and what to run.
+
+As in KAITO, ``resource``, ``inference`` and ``tuning`` sit at the top level of the object
+(there is no ``spec``). The models check everything that needs no model catalog: field types
+and syntax, names, and the cross-field rules declared in each model's ``__rules__`` (which the
+CRD generator also writes into the CRD as CEL, so the API server enforces the same rules).
+Catalog-aware checks (unknown preset, instance type too small) live in ``kaito_presets``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from kaito_api.conditions import Condition
+from kaito_api.labels import RESERVED_SELECTOR_KEYS
+from kaito_api.objectmeta import ObjectMeta
+from kaito_api.rules import ApiModel, Rule
+from kaito_api.types import (
+    DNS_LABEL_PATTERN,
+    DNSLabel,
+    DNSSubdomain,
+    ImageReference,
+    LabelValue,
+    is_dns_label,
+    is_label_key,
+)
+
+__all__ = [
+    "GROUP",
+    "KIND",
+    "VERSION",
+    "AdapterSpec",
+    "DataDestination",
+    "DataSource",
+    "InferenceSpec",
+    "LabelSelector",
+    "LabelSelectorRequirement",
+    "PresetOptions",
+    "PresetSpec",
+    "ResourceSpec",
+    "TuningMethod",
+    "TuningSpec",
+    "Workspace",
+    "WorkspaceState",
+    "WorkspaceStatus",
+]
+
+GROUP = "kaito.sh"
+VERSION = "v1beta1"
+KIND = "Workspace"
+MAX_ADAPTERS = 10
+
+# Schemaless parts (PodTemplateSpec, VolumeSource) stay plain dicts; the CRD preserves them.
+Schemaless = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {"type": "object", "x-kubernetes-preserve-unknown-fields": True}, mode="validation"
+    ),
+]
+
+_INSTANCE_TYPE_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9_.]*$"
+_PRESET_NAME_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9_./]*$"
+# "0", "0.25", "1", "1.0": a decimal number between 0 and 1 inclusive.
+STRENGTH_PATTERN = r"^(0(\.[0-9]+)?|1(\.0+)?)$"
+_URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
+
+
+def _matches(pattern: str, code: str, what: str) -> AfterValidator:
+    """A validator that rejects values not matching ``pattern`` with "<value> is not <what>"."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise PydanticCustomError(code, "{value!r} is not " + what, {"value": value})
+        return value
+
+    return AfterValidator(check)
+
+
+InstanceType = Annotated[
+    str,
+    _matches(
+        _INSTANCE_TYPE_PATTERN,
+        "instance_type",
+        "a valid instance type: use the cloud's VM size name, e.g. 'Standard_NC6s_v3'",
+    ),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _INSTANCE_TYPE_PATTERN},
+        mode="validation",
+    ),
+]
+PresetName = Annotated[
+    str,
+    _matches(
+        _PRESET_NAME_PATTERN,
+        "preset_name",
+        "a valid preset name: use a catalog name such as 'phi-3-mini-4k-instruct' or a "
+        "Hugging Face id such as 'microsoft/Phi-3-mini-4k-instruct'",
+    ),
+    WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": 253, "pattern": _PRESET_NAME_PATTERN},
+        mode="validation",
+    ),
+]
+Strength = Annotated[
+    str,
+    _matches(
+        STRENGTH_PATTERN,
+        "strength",
+        'a valid strength: use a decimal number between 0 and 1 as a string, e.g. "1.0"',
+    ),
+    WithJsonSchema(
+        {"type": "string", "maxLength": 32, "pattern": STRENGTH_PATTERN}, mode="validation"
+    ),
+]
+Url = Annotated[
+    str,
+    _matches(
+        _URL_PATTERN,
+        "url",
+        "a valid URL: use an http:// or https:// URL with a host",
+    ),
+    WithJsonSchema(
+        {"type": "string", "maxLength": 2048, "pattern": _URL_PATTERN}, mode="validation"
+    ),
+]
+
+
+class TuningMethod(StrEnum):
+    """Parameter-efficient fine-tuning methods."""
+
+    LORA = "lora"
+    QLORA = "qlora"
+
+
+class WorkspaceState(StrEnum):
+    """Coarse state shown by ``kubectl get workspace -o wide``."""
+
+    PENDING = "Pending"
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class LabelSelectorRequirement(ApiModel):
+    """A label selector requirement (``key operator values``)."""
+
+    key: str = Field(min_length=1, max_length=317, description="The label key.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
+    )
+    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Values for In/NotIn; must be empty for Exists/DoesNotExist.",
+    )
+
+
+_LABEL_KEY_CEL = (
+    r"'^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$'"
+)
+
+
+class LabelSelector(ApiModel):
+    """Selects the GPU nodes of the workspace; ``matchLabels`` become the nodes' labels."""
+
+    match_labels: dict[str, LabelValue] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Labels the workspace's nodes carry. Provisioned nodes get them; with your own "
+            "nodes (no auto-provisioning) they select the nodes to use."
+        ),
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(
+        default=None, max_length=16, description="Extra selector requirements (ANDed)."
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=(
+                "!has(self.matchLabels) || self.matchLabels.all(k, k.size() <= 317 && "
+                f"k.matches({_LABEL_KEY_CEL}))"
+            ),
+            message=(
+                "matchLabels keys must be valid label keys ([prefix/]name, name at most 63 "
+                "letters, digits, '-', '_' or '.'; prefix a DNS subdomain)"
+            ),
+            field="matchLabels",
+            check=lambda s: all(len(k) <= 317 and is_label_key(k) for k in s.match_labels or {}),
+        ),
+    )
+
+
+def _reserved_cel() -> str:
+    return "[" + ", ".join(f"'{k}'" for k in sorted(RESERVED_SELECTOR_KEYS)) + "]"
+
+
+def _optional_equal(field: str, default: str) -> str:
+    """CEL: ``field`` is equal in self and oldSelf, absent counting as ``default``."""
+    return (
+        f"(has(self.{field}) ? self.{field} : {default}) == "
+        f"(has(oldSelf.{field}) ? oldSelf.{field} : {default})"
+    )
+
+
+class ResourceSpec(ApiModel):
+    """The GPU nodes the workspace runs on."""
+
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description=(
+            "Deprecated: number of nodes. Absent means 1. The node count for vLLM comes from "
+            "the estimator; tuning needs 1. Immutable."
+        ),
+    )
+    instance_type: InstanceType | None = Field(
+        default=None,
+        description=(
+            "GPU VM size of the nodes to provision, e.g. Standard_NC6s_v3. Required when nodes "
+            "are auto-provisioned; leave it empty to use your own labelled nodes. There is no "
+            "default. Immutable."
+        ),
+    )
+    label_selector: LabelSelector = Field(
+        description=(
+            "Labels of the workspace's nodes (at least one matchLabels entry that is not a "
+            "kaito.sh reserved key). Immutable."
+        ),
+    )
+    preferred_nodes: list[DNSSubdomain] | None = Field(
+        default=None,
+        max_length=100,
+        description="Deprecated and ignored: names of existing nodes to prefer.",
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=(
+                "has(self.labelSelector.matchLabels) && self.labelSelector.matchLabels.exists("
+                f"k, !(k in {_reserved_cel()}))"
+            ),
+            message=(
+                "resource.labelSelector.matchLabels needs at least one label that is not "
+                "reserved by kaito (kaito.sh/workspace, ...), e.g. 'apps: phi-3'"
+            ),
+            field="labelSelector.matchLabels",
+            reason="FieldValueRequired",
+            check=lambda s: any(
+                k not in RESERVED_SELECTOR_KEYS for k in s.label_selector.match_labels or {}
+            ),
+        ),
+        Rule(
+            cel=_optional_equal("instanceType", "''"),
+            message=(
+                "resource.instanceType is immutable; create a new Workspace to change the "
+                "instance type"
+            ),
+            field="instanceType",
+            transition=True,
+            check=lambda s, o: (s.instance_type or "") == (o.instance_type or ""),
+        ),
+        Rule(
+            cel="self.labelSelector == oldSelf.labelSelector",
+            message=(
+                "resource.labelSelector is immutable; create a new Workspace to select other nodes"
+            ),
+            field="labelSelector",
+            transition=True,
+            check=lambda s, o: s.label_selector == o.label_selector,
+        ),
+        Rule(
+            cel=_optional_equal("count", "1"),
+            message="resource.count is immutable; create a new Workspace to change it",
+            field="count",
+            transition=True,
+            check=lambda s, o: (s.count or 1) == (o.count or 1),
+        ),
+    )
+
+
+class PresetOptions(ApiModel):
+    """Options for loading the preset's model."""
+
+    model_access_secret: DNSSubdomain | None = Field(
+        default=None,
+        description=(
+            "Name of a Secret in the workspace namespace with key HF_TOKEN, for gated or "
+            "private Hugging Face models."
+        ),
+    )
+
+
+class PresetSpec(ApiModel):
+    """A model preset from the catalog."""
+
+    name: PresetName = Field(
+        description=(
+            "Preset name from the model catalog, e.g. phi-3-mini-4k-instruct, or a Hugging "
+            "Face model id (org/model)."
+        ),
+    )
+    preset_options: PresetOptions | None = Field(
+        default=None, description="Options for loading the model."
+    )
+
+
+class DataSource(ApiModel):
+    """Where data comes from: adapter weights, or a tuning dataset."""
+
+    name: DNSLabel | None = Field(
+        default=None,
+        description=(
+            "Name of the data (a DNS-1123 label). Required for adapters, where it is the "
+            "adapter's (and its init container's) name."
+        ),
+    )
+    urls: list[Url] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="http(s) URLs of the data files (tuning input only).",
+    )
+    image: ImageReference | None = Field(
+        default=None,
+        description="Container image holding the data under /data.",
+    )
+    image_pull_secrets: list[DNSSubdomain] | None = Field(
+        default=None,
+        max_length=16,
+        description="Names of Secrets for pulling the image.",
+    )
+    volume_source: Schemaless | None = Field(
+        default=None,
+        description="A Kubernetes VolumeSource (e.g. persistentVolumeClaim) holding the data.",
+    )
+
+
+class DataDestination(ApiModel):
+    """Where tuning writes the trained adapter."""
+
+    image: ImageReference | None = Field(
+        default=None,
+        description="Image to push the adapter to; needs imagePushSecret.",
+    )
+    image_push_secret: DNSSubdomain | None = Field(
+        default=None,
+        description=(
+            "Name of a docker-registry Secret in the workspace namespace that can push the image."
+        ),
+    )
+    volume_source: Schemaless | None = Field(
+        default=None,
+        description="A Kubernetes VolumeSource to write the adapter to.",
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.image) != has(self.volumeSource)",
+            message=(
+                "set exactly one of tuning.output.image or tuning.output.volumeSource as the "
+                "place to write the adapter"
+            ),
+            field="image",
+            check=lambda s: (s.image is None) != (s.volume_source is None),
+        ),
+        Rule(
+            cel="!has(self.image) || has(self.imagePushSecret)",
+            message=(
+                "tuning.output.imagePushSecret is required with tuning.output.image: name a "
+                "docker-registry Secret that can push to the image's registry"
+            ),
+            field="imagePushSecret",
+            reason="FieldValueRequired",
+            check=lambda s: s.image is None or s.image_push_secret is not None,
+        ),
+    )
+
+
+class AdapterSpec(ApiModel):
+    """A LoRA adapter loaded on top of the preset model."""
+
+    source: DataSource = Field(
+        description="Where the adapter comes from: a name plus an image or a volume."
+    )
+    strength: Strength | None = Field(
+        default=None,
+        description='Weight of the adapter, a decimal string between 0 and 1, e.g. "1.0".',
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.source.name)",
+            message="adapter source.name is required: name the adapter, e.g. 'phi-3-adapter'",
+            field="source.name",
+            reason="FieldValueRequired",
+            check=lambda s: s.source.name is not None,
+        ),
+        Rule(
+            cel="!has(self.source.urls)",
+            message=(
+                "adapters cannot come from source.urls: put the adapter in an image "
+                "(source.image) or a volume (source.volumeSource)"
+            ),
+            field="source.urls",
+            reason="FieldValueForbidden",
+            check=lambda s: s.source.urls is None,
+        ),
+        Rule(
+            cel="has(self.source.image) != has(self.source.volumeSource)",
+            message="set exactly one of the adapter's source.image or source.volumeSource",
+            field="source.image",
+            check=lambda s: (s.source.image is None) != (s.source.volume_source is None),
+        ),
+    )
+
+
+def _unique_adapter_names(spec: InferenceSpec) -> bool:
+    names = [a.source.name for a in spec.adapters or () if a.source.name is not None]
+    return len(names) == len(set(names))
+
+
+class InferenceSpec(ApiModel):
+    """Serve a model: a preset (or your own pod template), optionally with adapters."""
+
+    preset: PresetSpec | None = Field(
+        default=None, description="The model preset to serve. Immutable."
+    )
+    template: Schemaless | None = Field(
+        default=None,
+        description=(
+            "A full PodTemplateSpec to run instead of a preset. Can be changed but not added "
+            "or removed."
+        ),
+    )
+    config: DNSSubdomain | None = Field(
+        default=None,
+        description=(
+            "Name of a ConfigMap in the workspace namespace with key inference_config.yaml "
+            "(inference server settings)."
+        ),
+    )
+    adapters: list[AdapterSpec] | None = Field(
+        default=None,
+        max_length=MAX_ADAPTERS,
+        description="LoRA adapters to load (at most 10, names unique).",
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.preset) != has(self.template)",
+            message="set exactly one of inference.preset or inference.template",
+            field="preset",
+            check=lambda s: (s.preset is None) != (s.template is None),
+        ),
+        Rule(
+            cel=(
+                "!has(self.adapters) || self.adapters.all(a, !has(a.source.name) || "
+                "self.adapters.exists_one(b, has(b.source.name) && b.source.name == a.source.name))"
+            ),
+            message="inference.adapters must have unique source.name values",
+            field="adapters",
+            reason="FieldValueDuplicate",
+            check=_unique_adapter_names,
+        ),
+        Rule(
+            cel=(
+                "has(self.preset) == has(oldSelf.preset) && "
+                "(!has(self.preset) || self.preset == oldSelf.preset)"
+            ),
+            message=(
+                "inference.preset is immutable; create a new Workspace to serve another model"
+            ),
+            field="preset",
+            transition=True,
+            check=lambda s, o: s.preset == o.preset,
+        ),
+        Rule(
+            cel="has(self.template) == has(oldSelf.template)",
+            message="inference.template can be changed but not added or removed",
+            field="template",
+            transition=True,
+            check=lambda s, o: (s.template is None) == (o.template is None),
+        ),
+    )
+
+
+def _input_sources(source: DataSource) -> int:
+    return sum(x is not None for x in (source.urls, source.image, source.volume_source))
+
+
+class TuningSpec(ApiModel):
+    """Fine-tune a preset with LoRA or QLoRA and write the adapter out."""
+
+    preset: PresetSpec = Field(description="The model preset to tune. Immutable.")
+    method: TuningMethod = Field(description="Tuning method: lora or qlora. Immutable.")
+    config: DNSSubdomain | None = Field(
+        default=None,
+        description=(
+            "Name of a ConfigMap with key training_config.yaml; the method's default "
+            "template is used when empty."
+        ),
+    )
+    input: DataSource = Field(
+        description="The training data: exactly one of urls, image or volumeSource."
+    )
+    output: DataDestination = Field(
+        description="Where to write the adapter: an image (with imagePushSecret) or a volume."
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=(
+                "(has(self.input.urls) ? 1 : 0) + (has(self.input.image) ? 1 : 0) + "
+                "(has(self.input.volumeSource) ? 1 : 0) == 1"
+            ),
+            message=(
+                "set exactly one of tuning.input.urls, tuning.input.image or "
+                "tuning.input.volumeSource as the training data"
+            ),
+            field="input",
+            check=lambda s: _input_sources(s.input) == 1,
+        ),
+        Rule(
+            cel="self.preset == oldSelf.preset",
+            message="tuning.preset is immutable; create a new Workspace to tune another model",
+            field="preset",
+            transition=True,
+            check=lambda s, o: s.preset == o.preset,
+        ),
+        Rule(
+            cel="self.method == oldSelf.method",
+            message="tuning.method is immutable; create a new Workspace to change the method",
+            field="method",
+            transition=True,
+            check=lambda s, o: s.method == o.method,
+        ),
+        Rule(
+            cel=_optional_equal("input.name", "''"),
+            message="tuning.input.name is immutable",
+            field="input.name",
+            transition=True,
+            check=lambda s, o: (s.input.name or "") == (o.input.name or ""),
+        ),
+    )
+
+
+class WorkspaceStatus(ApiModel):
+    """Observed state, written by the controller."""
+
+    conditions: list[Condition] | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "ResourceReady, InferenceReady, JobStarted, WorkspaceSucceeded, WorkspaceReady, "
+            "NodeClaimReady, NodesReady, WorkspaceDeleting."
+        ),
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    worker_nodes: list[str] | None = Field(
+        default=None, max_length=1000, description="Sorted names of the workspace's nodes."
+    )
+    state: WorkspaceState | None = Field(
+        default=None,
+        description=(
+            "Pending, Ready or NotReady (inference); Running, Succeeded or Failed (tuning)."
+        ),
+    )
+    target_node_count: int | None = Field(
+        default=None, ge=0, description="Number of nodes the workspace needs (estimated once)."
+    )
+    phase_durations: dict[str, float] | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Seconds each phase took, by phase name (nodeProvisioning, workloadReady, ...)."
+        ),
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this status describes."
+    )
+
+
+_NAME_CEL = (
+    "!has(self.metadata.name) || (self.metadata.name.size() <= 63 && "
+    f"self.metadata.name.matches('{DNS_LABEL_PATTERN}'))"
+)
+
+
+def _metadata_name_ok(ws: Workspace) -> bool:
+    return ws.metadata.name is None or is_dns_label(ws.metadata.name)
+
+
+class Workspace(ApiModel):
+    """A KAITO Workspace (``kaito.sh/v1beta1``, the storage version)."""
+
+    api_version: Literal["kaito.sh/v1beta1"] = Field(
+        default="kaito.sh/v1beta1", description="kaito.sh/v1beta1."
+    )
+    kind: Literal["Workspace"] = Field(default="Workspace", description="Workspace.")
+    metadata: ObjectMeta = Field(
+        default_factory=ObjectMeta,
+        description="Standard object metadata; the name must be a DNS-1123 label.",
+    )
+    resource: ResourceSpec = Field(description="The GPU nodes to run on.")
+    inference: InferenceSpec | None = Field(
+        default=None, description="Serve a model. Exactly one of inference or tuning."
+    )
+    tuning: TuningSpec | None = Field(
+        default=None, description="Fine-tune a model. Exactly one of inference or tuning."
+    )
+    status: WorkspaceStatus | None = Field(
+        default=None, description="Observed state, written by the controller."
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.inference) != has(self.tuning)",
+            message=(
+                "set exactly one of inference (to serve a model) or tuning (to fine-tune one)"
+            ),
+            field="inference",
+            check=lambda s: (s.inference is None) != (s.tuning is None),
+        ),
+        Rule(
+            cel=_NAME_CEL,
+            message=(
+                "metadata.name must be a DNS-1123 label: at most 63 lower-case letters, digits "
+                "and '-', starting and ending with a letter or digit"
+            ),
+            field="metadata.name",
+            field_path_in_crd=False,
+            check=_metadata_name_ok,
+        ),
+        Rule(
+            cel="!has(self.tuning) || !has(self.resource.count) || self.resource.count == 1",
+            message="tuning runs on one node: set resource.count to 1 or remove it",
+            field="resource.count",
+            check=lambda s: s.tuning is None or s.resource.count in (None, 1),
+        ),
+        Rule(
+            cel="has(self.inference) == has(oldSelf.inference)",
+            message="inference cannot be added or removed after creation; create a new Workspace",
+            field="inference",
+            transition=True,
+            check=lambda s, o: (s.inference is None) == (o.inference is None),
+        ),
+        Rule(
+            cel="has(self.tuning) == has(oldSelf.tuning)",
+            message="tuning cannot be added or removed after creation; create a new Workspace",
+            field="tuning",
+            transition=True,
+            check=lambda s, o: (s.tuning is None) == (o.tuning is None),
+        ),
+    )
+
+    @property
+    def name(self) -> str:
+        """``metadata.name`` (empty when not set)."""
+        return self.metadata.name or ""
+
+    @property
+    def namespace(self) -> str:
+        """``metadata.namespace`` (empty when not set)."""
+        return self.metadata.namespace or ""
