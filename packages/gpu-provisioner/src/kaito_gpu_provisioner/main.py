@@ -1,0 +1,87 @@
+"""``gpu-provisioner``: build settings, pick the provider, run the kopf operator.
+
+Why: wiring only. Settings come from ``KAITO_PROVISIONER_*`` (flags override the two most used);
+the Kubernetes client authenticates in-cluster or from ``$KUBECONFIG``; kopf runs standalone
+(no peering), cluster-wide, with a liveness endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import kopf
+
+from kaito_gpu_provisioner import handlers
+from kaito_gpu_provisioner.controller import NodeClaimController, Timing
+from kaito_gpu_provisioner.kube import ApiKube, KubeAPI
+from kaito_gpu_provisioner.provisioner import NodeProvisioner
+from kaito_gpu_provisioner.settings import Settings
+
+
+def build_provisioner(
+    settings: Settings, kube: KubeAPI
+) -> tuple[NodeProvisioner, list[Callable[[], Awaitable[None]]]]:
+    if settings.provider == "azure":
+        from kaito_gpu_provisioner.azure.client import build_azure_provisioner
+
+        provisioner, close = build_azure_provisioner(settings.azure, kube)
+        return provisioner, [close]
+    from kaito_gpu_provisioner.kwok.provisioner import KwokNodeProvisioner
+
+    return KwokNodeProvisioner(kube, delay_seconds=settings.kwok_delay_seconds), []
+
+
+def build_controller(settings: Settings, kube: KubeAPI) -> tuple[NodeClaimController, list[Any]]:
+    provisioner, closers = build_provisioner(settings, kube)
+    timing = Timing(
+        sync=settings.sync_interval_seconds,
+        resync=settings.resync_interval_seconds,
+        failure_retry=settings.failure_retry_seconds,
+        drain_timeout=settings.drain_timeout_seconds,
+        gc_grace=settings.gc_grace_seconds,
+    )
+    return NodeClaimController(provisioner, kube, timing=timing), closers
+
+
+async def run(
+    settings: Settings,
+    *,
+    kube: KubeAPI | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run the operator until stopped (signal or ``stop_flag``)."""
+    kube = kube or ApiKube.from_environment()
+    controller, closers = build_controller(settings, kube)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings)
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    await kopf.operator(
+        registry=registry,
+        memo=kopf.Memo(controller=controller, closers=closers),
+        standalone=True,
+        clusterwide=True,
+        liveness_endpoint=liveness,
+        ready_flag=ready_flag,
+        stop_flag=stop_flag,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="gpu-provisioner", description=__doc__.split("\n")[0])
+    parser.add_argument("--provider", choices=["azure", "kwok"], help="overrides the env setting")
+    parser.add_argument("--health-port", type=int, help="liveness port (0 disables)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if v is not None}
+    settings = Settings(**overrides)
+    kopf.configure(
+        verbose=settings.log_level == "DEBUG",
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    logging.getLogger().setLevel(settings.log_level)
+    asyncio.run(run(settings))
