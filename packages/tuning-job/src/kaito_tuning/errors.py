@@ -116,8 +116,17 @@ def exit_code_for(err: BaseException) -> int:
     return err.exit_code if isinstance(err, TuningError) else EXIT_UNEXPECTED
 
 
+def as_user_error(err: BaseException) -> BaseException:
+    """Give a torch out-of-memory error that escaped the training code the usual advice."""
+    kind = type(err)
+    if kind.__name__ == "OutOfMemoryError" and kind.__module__.startswith("torch"):
+        return oom_error("running the tuning job", batch_size=None)
+    return err
+
+
 def report_failure(err: BaseException, termination_log: Path | None) -> int:
     """Log the failure, write the termination message (best effort) and return the exit code."""
+    err = as_user_error(err)
     message = termination_message(err)
     if isinstance(err, TuningError):
         logger.error("%s", message)
