@@ -103,6 +103,14 @@ make_pki() {
   touch "$PKI/.complete"
 }
 
+# The aggregation layer's client cert (also fills the requestheader CA that the controller
+# manager and scheduler look up; without it they log an error every few hundred ms).
+make_front_proxy_cert() {
+  [[ -f "$PKI/front-proxy-client.crt" ]] && return
+  leaf front-proxy-client "/CN=front-proxy-client" \
+    "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+}
+
 # write_kubeconfig FILE CERT: a kubeconfig with embedded CA and client cert.
 write_kubeconfig() {
   local file=$1 cert=$2 k=("$TOOLS_BIN/kubectl" config --kubeconfig="$1.tmp")
@@ -164,6 +172,13 @@ args_for() {
         --allow-privileged=true \
         --endpoint-reconciler-type=none \
         --kubelet-preferred-address-types=InternalIP \
+        --requestheader-client-ca-file="$PKI/ca.crt" \
+        --requestheader-allowed-names=front-proxy-client \
+        --requestheader-username-headers=X-Remote-User \
+        --requestheader-group-headers=X-Remote-Group \
+        --requestheader-extra-headers-prefix=X-Remote-Extra- \
+        --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+        --proxy-client-key-file="$PKI/front-proxy-client.key" \
         --profiling=false --v=1
       ;;
     kube-controller-manager)
@@ -223,16 +238,23 @@ start() {
   log "$c: started (pid $!, log $LOGS/$c.log)"
 }
 
+# running PID: exists and is not a zombie waiting to be reaped.
+running() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 stop() {
   local c=$1 pid i
   pid=$(pid_of "$c")
   if [[ -n "$pid" ]]; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
+    for i in $(seq 100); do
+      running "$pid" || break
+      sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if running "$pid"; then
       log "$c: did not stop in 10s, killing"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -258,14 +280,31 @@ wait_for() {
   done
 }
 
-# alive COMPONENT: fail (naming the log) if it exited right after start.
+# alive COMPONENT: fail (naming the log) if it exited right after start. Right after the
+# fork the pid may still be the shell that is about to exec, so allow it a moment.
 alive() {
-  [[ -n "$(pid_of "$1")" ]] || die "$1 exited; see $LOGS/$1.log: $(tail -n 5 "$LOGS/$1.log" 2>/dev/null)"
+  local i pid
+  for i in $(seq 30); do
+    [[ -n "$(pid_of "$1")" ]] && return 0
+    pid=$(cat "$PIDS/$1.pid" 2>/dev/null || true)
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  die "$1 exited; see $LOGS/$1.log: $(tail -n 5 "$LOGS/$1.log" 2>/dev/null)"
 }
 
-etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
-api_ready() { curl -fsS --cacert "$PKI/ca.crt" "https://127.0.0.1:$API_PORT/readyz" | grep -qx ok; }
-healthz() { curl -fsSk "https://127.0.0.1:$1/healthz" | grep -qx ok; }
+# http_get URL: print the body of a 2xx response (curl if present, else python3; no TLS
+# verification: only used for loopback health endpoints).
+http_get() {
+  if command -v curl >/dev/null; then
+    curl -fsSk --max-time 5 "$1"
+  else
+    python3 -c 'import ssl,sys,urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5, context=ssl._create_unverified_context()).read().decode())' "$1"
+  fi
+}
+etcd_healthy() { http_get "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+api_ready() { kc get --raw /readyz | grep -qx ok; }
+healthz() { http_get "https://127.0.0.1:$1/healthz" | grep -qx ok; }
 default_sa() { kc -n default get serviceaccount default; }
 
 # cpu_pool_ready: every CPU pool node is Ready and carries no not-ready/unreachable taint.
@@ -309,7 +348,7 @@ EOF
 cmd_up() {
   local t0=$SECONDS
   command -v openssl >/dev/null || die "openssl is required"
-  command -v curl >/dev/null || die "curl is required"
+  command -v python3 >/dev/null || command -v curl >/dev/null || die "curl or python3 is required"
   ensure_tools
   load_ports
   save_ports
@@ -317,6 +356,7 @@ cmd_up() {
   flock 8
   reap_untracked
   make_pki
+  make_front_proxy_cert
   make_kubeconfigs
   start etcd
   wait_for "etcd health" etcd_healthy

@@ -8,7 +8,8 @@ dictionaries; creating them in a cluster is the caller's job. The API server kee
 
 CLI (used by ``hack/gpu-node.sh``)::
 
-    python -m kaito_e2e.fake_nodes manifest --sku SKU --name NAME [--label k=v] [--taint k=v:NoSchedule]
+    python -m kaito_e2e.fake_nodes manifest --sku SKU --name NAME \\
+        [--label k=v]... [--taint k=v:NoSchedule]...
     python -m kaito_e2e.fake_nodes gpu-count --sku SKU
 
 ``manifest`` prints the Node as JSON (kubectl accepts JSON); ``gpu-count`` prints the
@@ -105,7 +106,9 @@ def parse_taint(text: str) -> Taint:
     if not sep or not spec:
         raise ValueError(f"taint: {text!r} must look like key=value:Effect or key:Effect")
     if effect not in TAINT_EFFECTS:
-        raise ValueError(f"taint: effect {effect!r} in {text!r} must be one of {', '.join(TAINT_EFFECTS)}")
+        raise ValueError(
+            f"taint: effect {effect!r} in {text!r} must be one of {', '.join(TAINT_EFFECTS)}"
+        )
     key, _, value = spec.partition("=")
     _validate_label_key(key, "taint")
     _validate_label_value(key, value, "taint")
@@ -197,7 +200,9 @@ def fake_gpu_node_for_sku(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m kaito_e2e.fake_nodes", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m kaito_e2e.fake_nodes", description="Fake (KWOK) GPU node manifests."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     manifest = sub.add_parser("manifest", help="print a fake GPU Node as JSON")
     manifest.add_argument("--sku", required=True, help="SKU name from the presets catalog")
