@@ -1,0 +1,10 @@
+"""Sizing constants shared by the inference and tuning estimators (see estimator.py for the why)."""
+
+from __future__ import annotations
+
+GiB = 2**30
+# Fraction of each GPU's memory a runtime may use; vLLM's own default, and passed to it.
+GPU_MEMORY_UTILIZATION = 0.90
+# Per-GPU memory outside weights and KV cache: CUDA context and non-torch allocations (~0.6 GiB)
+# plus the activation peak of a 2048-token batch (~1.7 GiB), KAITO's vLLM measurements.
+RUNTIME_OVERHEAD_GIB = 2.3
