@@ -87,8 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"kaito-inference: {err}", file=sys.stderr)
         return 2
-    run_server(config)
-    return 0
+    return run_server(config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -182,3 +182,16 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> S
             f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in err.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from err
+
+
+def export_hub_env(config: ServerConfig) -> None:
+    """Set the Hugging Face hub variables that ``offline`` and the token imply, process-wide.
+
+    Must run before ``huggingface_hub`` is imported by a backend.
+    """
+    if config.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    token = config.resolved_hf_token()
+    if token:
+        os.environ["HF_TOKEN"] = token

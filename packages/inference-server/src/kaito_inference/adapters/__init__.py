@@ -1,0 +1,1 @@
+"""LoRA adapters: discovery under the adapters directory, strength scaling, the live table."""

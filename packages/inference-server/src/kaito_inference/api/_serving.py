@@ -1,0 +1,123 @@
+"""Shared request plumbing: app state access, admission, metrics and SSE streaming.
+
+Why this exists: the chat, completion and legacy routes all resolve ``model`` to the base model or
+an adapter, hold an admission slot for the life of the request (a whole stream, if streaming),
+record tokens and time to first token, and render chunks as server-sent events ending in
+``data: [DONE]``. Keeping it here leaves each router a few lines long.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
+
+from kaito_inference.adapters.registry import AdapterRegistry
+from kaito_inference.admission import AdmissionGate
+from kaito_inference.backends.base import GenerationStats, InferenceBackend
+from kaito_inference.config import ServerConfig
+from kaito_inference.errors import NotReady, OpenAIError, error_body
+from kaito_inference.metrics import ServerMetrics
+from kaito_inference.schemas import ErrorResponse
+
+logger = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": desc}
+    for code, desc in {
+        400: "invalid request (e.g. prompt longer than the context)",
+        401: "missing or invalid API key",
+        404: "unknown model",
+        422: "malformed body",
+        429: "too many waiting requests",
+        503: "model still loading",
+    }.items()
+}
+
+
+@dataclass
+class ServerState:
+    """Everything the routes need, stored on ``app.state.server``."""
+
+    config: ServerConfig
+    backend: InferenceBackend
+    adapters: AdapterRegistry
+    gate: AdmissionGate
+    metrics: ServerMetrics
+    ready: bool = False
+
+
+def server_state(request: Request) -> ServerState:
+    """The ``ServerState`` of the app serving ``request``."""
+    state: ServerState = request.app.state.server
+    return state
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    return Response(model.model_dump_json(), status_code=status, media_type="application/json")
+
+
+def _record(state: ServerState, model: str, stats: GenerationStats, started: float) -> None:
+    m = state.metrics
+    m.prompt_tokens.labels(model).inc(stats.prompt_tokens)
+    m.generation_tokens.labels(model).inc(stats.completion_tokens)
+    if stats.first_token_at is not None:
+        m.ttft.labels(model).observe(stats.first_token_at - started)
+
+
+async def _sse(
+    chunks: AsyncIterator[BaseModel], stack: AsyncExitStack, finish: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+    except OpenAIError as exc:
+        body = error_body(exc.message, exc.error_type, param=exc.param, code=exc.code)
+        yield b"data: " + ErrorResponse.model_validate(body).model_dump_json().encode() + b"\n\n"
+    except Exception:
+        # Headers are gone already: the only way left to report is an error event.
+        logger.exception("error while streaming a response")
+        body = error_body("internal server error", "server_error", code="internal_error")
+        yield b"data: " + ErrorResponse.model_validate(body).model_dump_json().encode() + b"\n\n"
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+        finish()
+        await stack.aclose()
+
+
+GenerateFn = Callable[[str | None, GenerationStats], Awaitable[Any]]
+
+
+async def serve_generation(request: Request, model: str, generate: GenerateFn) -> Response:
+    """Resolve the model, hold a slot, run ``generate`` and render a JSON or SSE response."""
+    state = server_state(request)
+    if not state.ready:
+        raise NotReady("the model is still loading; retry when GET /health answers 200")
+    adapter = state.adapters.resolve(model)
+    started = time.perf_counter()
+    stats = GenerationStats()
+    stack = AsyncExitStack()
+    await stack.enter_async_context(state.gate.slot())
+    try:
+        result = await generate(adapter, stats)
+    except BaseException:
+        await stack.aclose()
+        _record(state, model, stats, started)
+        raise
+    if isinstance(result, BaseModel):
+        await stack.aclose()
+        _record(state, model, stats, started)
+        return _json(result)
+    return StreamingResponse(
+        _sse(result, stack, lambda: _record(state, model, stats, started)),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    )

@@ -1,0 +1,37 @@
+"""``GET /health`` (readiness: loading vs ready), ``GET /health/live`` and ``GET /metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kaito_inference.api._serving import server_state
+from kaito_inference.schemas import HealthStatus
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get(
+    "/health",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus, "description": "model still loading"}},
+)
+async def health(request: Request) -> JSONResponse:
+    """Readiness: 200 ``ready`` once the model and adapters are loaded, else 503 ``loading``."""
+    if server_state(request).ready:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "loading"}, status_code=503)
+
+
+@router.get("/health/live", response_model=HealthStatus)
+async def live() -> HealthStatus:
+    """Liveness: 200 while the process serves HTTP."""
+    return HealthStatus(status="alive")
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    registry = server_state(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

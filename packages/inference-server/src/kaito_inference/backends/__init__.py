@@ -1,0 +1,1 @@
+"""Inference backends behind the ``InferenceBackend`` seam (vllm, transformers, fake)."""
