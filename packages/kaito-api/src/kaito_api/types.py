@@ -88,7 +88,7 @@ def _dns_label(value: str) -> str:
     if not is_dns_label(value):
         raise PydanticCustomError(
             "dns_label",
-            "{value!r} is not a valid name: use at most 63 lower-case letters, digits and '-', "
+            "'{value}' is not a valid name: use at most 63 lower-case letters, digits and '-', "
             "starting and ending with a letter or digit (a DNS-1123 label, e.g. 'phi-3-adapter')",
             {"value": value},
         )
@@ -99,7 +99,7 @@ def _dns_subdomain(value: str) -> str:
     if not is_dns_subdomain(value):
         raise PydanticCustomError(
             "dns_subdomain",
-            "{value!r} is not a valid Kubernetes object name: use at most 253 lower-case letters, "
+            "'{value}' is not a valid Kubernetes object name: use at most 253 lower-case letters, "
             "digits, '-' and '.', starting and ending with a letter or digit (a DNS-1123 "
             "subdomain, e.g. 'registry-push-secret')",
             {"value": value},
@@ -111,7 +111,7 @@ def _label_value(value: str) -> str:
     if len(value) > LABEL_VALUE_MAX or not _LABEL_VALUE_RE.match(value):
         raise PydanticCustomError(
             "label_value",
-            "{value!r} is not a valid label value: use at most 63 letters, digits, '-', '_' and "
+            "'{value}' is not a valid label value: use at most 63 letters, digits, '-', '_' and "
             "'.', starting and ending with a letter or digit",
             {"value": value},
         )
@@ -122,7 +122,7 @@ def _image_reference(value: str) -> str:
     if len(value) > IMAGE_REFERENCE_MAX or not _IMAGE_RE.match(value):
         raise PydanticCustomError(
             "image_reference",
-            "{value!r} is not a valid image reference: use [registry[:port]/]repository[:tag]"
+            "'{value}' is not a valid image reference: use [registry[:port]/]repository[:tag]"
             "[@sha256:digest] with a lower-case repository, e.g. "
             "'registry.local:5000/phi-3-adapter:0.0.1'",
             {"value": value},
@@ -136,7 +136,7 @@ def _quantity(value: Any) -> Any:
     if isinstance(value, str) and not _QUANTITY_RE.match(value):
         raise PydanticCustomError(
             "quantity",
-            "{value!r} is not a Kubernetes quantity: use a number with an optional suffix, "
+            "'{value}' is not a Kubernetes quantity: use a number with an optional suffix, "
             "e.g. '4', '500m', '16Gi'",
             {"value": value},
         )

@@ -76,7 +76,7 @@ def _matches(pattern: str, code: str, what: str) -> AfterValidator:
 
     def check(value: str) -> str:
         if not compiled.match(value):
-            raise PydanticCustomError(code, "{value!r} is not " + what, {"value": value})
+            raise PydanticCustomError(code, "'{value}' is not " + what, {"value": value})
         return value
 
     return AfterValidator(check)
@@ -468,9 +468,9 @@ class InferenceSpec(ApiModel):
                 "!has(self.adapters) || self.adapters.all(a, !has(a.source.name) || "
                 "self.adapters.exists_one(b, has(b.source.name) && b.source.name == a.source.name))"
             ),
-            message="inference.adapters must have unique source.name values",
+            # Not reason FieldValueDuplicate: the API server prints that one without the message.
+            message="inference.adapters must have unique source.name values; rename one",
             field="adapters",
-            reason="FieldValueDuplicate",
             check=_unique_adapter_names,
         ),
         Rule(
@@ -570,7 +570,7 @@ class WorkspaceStatus(ApiModel):
             "x-kubernetes-list-map-keys": ["type"],
         },
     )
-    worker_nodes: list[str] | None = Field(
+    worker_nodes: list[Annotated[str, Field(max_length=253)]] | None = Field(
         default=None, max_length=1000, description="Sorted names of the workspace's nodes."
     )
     state: WorkspaceState | None = Field(
