@@ -7,8 +7,8 @@ forever. We map each failure to a class the controller can act on and a user can
 class                  recognised by                              behaviour
 =====================  =========================================  ==============================
 QuotaExceeded          codes like QuotaExceeded, InsufficientVCPU  Launched=False, slow retry
-                       Quota; OperationNotAllowed/BadRequest whose
-                       message mentions quota
+                       Quota, or any code whose message mentions
+                       quota (AKS wraps compute errors)
 SkuNotAvailable        SkuNotAvailable, ZonalAllocationFailed,     Launched=False, slow retry
                        AllocationFailed, Overconstrained*, ...
 Throttled              HTTP 429 or TooManyRequests/Throttled       Launched=Unknown, retry after
@@ -104,11 +104,12 @@ def classify_code(
         return Throttled(text)
     if status in (401, 403) or key in AUTH_CODES:
         return AuthenticationFailed(text)
-    if key in QUOTA_CODES or (
-        key in ("operationnotallowed", "badrequest", "") and "quota" in message.lower()
-    ):
+    lowered = message.lower()
+    # AKS often wraps the compute error (e.g. ReconcileVMSSAgentPoolFailed) and keeps the real
+    # cause only in the message, so the message is checked too.
+    if key in QUOTA_CODES or "quota" in lowered:
         return QuotaExceeded(text)
-    if key in SKU_CODES or "not available in location" in message.lower():
+    if key in SKU_CODES or "skunotavailable" in lowered or "not available in location" in lowered:
         return SkuNotAvailable(text)
     if status == 404 or key in ("notfound", "resourcenotfound"):
         return NodeClaimNotFound(text)

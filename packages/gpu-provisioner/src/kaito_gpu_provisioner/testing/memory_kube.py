@@ -116,6 +116,14 @@ class MemoryKube:
         self.pods.pop((namespace, name), None)
         return True
 
+    def kwok_tick(self) -> None:
+        """Test helper: do what the kwok controller does, mark every fake node Ready."""
+        for node in self.nodes.values():
+            if (node["metadata"].get("annotations") or {}).get("kwok.x-k8s.io/node") != "fake":
+                continue
+            status = node.setdefault("status", {})
+            status["conditions"] = [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]
+
     def add_pod(self, namespace: str, name: str, node_name: str, **extra: Any) -> None:
         """Test helper: put a pod on a node (``extra`` merges into its metadata)."""
         self.pods[(namespace, name)] = {
