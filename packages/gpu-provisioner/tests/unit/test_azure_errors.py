@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity import CredentialUnavailableError
-
 from kaito_gpu_provisioner.azure.errors import classify, classify_code, retry_after_seconds
 from kaito_gpu_provisioner.azure.fake_agentpools import http_error
 from kaito_gpu_provisioner.provisioner import (

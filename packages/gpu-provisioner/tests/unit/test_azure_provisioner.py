@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from claimfactory import nodeclaim
-
 from kaito_gpu_provisioner.azure.fake_agentpools import InMemoryAgentPools, http_error
 from kaito_gpu_provisioner.azure.provisioner import AzureNodeProvisioner
 from kaito_gpu_provisioner.claims import NodeClaimView

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from claimfactory import nodeclaim
-
 from kaito_gpu_provisioner.claims import NodeClaimView, is_managed, parse_quantity
 from kaito_gpu_provisioner.provisioner import InvalidNodeClaim
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from claimfactory import nodeclaim
-
 from kaito_gpu_provisioner.claims import NodeClaimView
 from kaito_gpu_provisioner.controller import NodeClaimController, Timing
 from kaito_gpu_provisioner.kwok.provisioner import KwokNodeProvisioner

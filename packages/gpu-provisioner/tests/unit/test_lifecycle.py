@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from claimfactory import nodeclaim
-
 from kaito_gpu_provisioner.claims import NodeClaimView
 from kaito_gpu_provisioner.lifecycle import next_status
 from kaito_gpu_provisioner.provisioner import (
