@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
@@ -88,9 +89,12 @@ async def _sse(
         body = error_body("internal server error", "server_error", code="internal_error")
         yield b"data: " + ErrorResponse.model_validate(body).model_dump_json().encode() + b"\n\n"
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
-        finish()
-        await stack.aclose()
+        # On client disconnect Starlette cancels this task; shield the cleanup so the backend
+        # stops generating and the admission slot is released all the same.
+        with anyio.CancelScope(shield=True):
+            await chunks.aclose()  # type: ignore[attr-defined]
+            finish()
+            await stack.aclose()
 
 
 GenerateFn = Callable[[str | None, GenerationStats], Awaitable[Any]]

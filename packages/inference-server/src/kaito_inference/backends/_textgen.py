@@ -96,7 +96,8 @@ class TextGenerationBackend(ABC):
         """Apply the chat template (with tools, if any) and the generation prompt."""
 
     @abstractmethod
-    def _encode(self, text: str) -> list[int]: ...
+    def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        """Token ids of ``text``; chat prompts pass False (the template adds BOS itself)."""
 
     @abstractmethod
     def _decode(self, ids: Sequence[int]) -> str: ...
@@ -215,7 +216,7 @@ class TextGenerationBackend(ABC):
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionChunk]:
         self._check_ready()
         parser = self._tool_parser(req)
-        prompt_ids = self._encode(self._render_chat(req))
+        prompt_ids = self._encode(self._render_chat(req), add_special_tokens=False)
         stats.prompt_tokens = len(prompt_ids)
         max_tokens = self._budget(len(prompt_ids), req.token_limit(), "messages")
         logprobs = (req.top_logprobs or 0) if req.logprobs else None
@@ -304,10 +305,12 @@ class TextGenerationBackend(ABC):
     def _prompts(self, req: CompletionRequest) -> list[list[int]]:
         p = req.prompt
         if isinstance(p, str):
-            return [self._encode(p)]
+            return [self._encode(p, add_special_tokens=True)]
         if all(isinstance(x, int) for x in p):
             return [list(p)]  # type: ignore[arg-type]
-        return [self._encode(x) if isinstance(x, str) else list(x) for x in p]  # type: ignore[union-attr]
+        return [
+            self._encode(x, add_special_tokens=True) if isinstance(x, str) else list(x) for x in p
+        ]  # type: ignore[union-attr]
 
     async def complete(
         self, req: CompletionRequest, *, adapter: str | None, stats: GenerationStats

@@ -65,7 +65,7 @@ class EchoBackend(TextGenerationBackend):
         parts = [f"<|{m.role}|>\n{m.text()}<|end|>\n" for m in req.messages]
         return "".join(parts) + "<|assistant|>\n"
 
-    def _encode(self, text: str) -> list[int]:
+    def _encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         ids = []
         for piece in _PIECE.findall(text):
             if piece not in self._vocab:
