@@ -1,0 +1,186 @@
+"""Hand-worked estimator cases: each expectation is computed here from literal catalog numbers.
+
+Shared numbers: u = 0.90, O = 2.3 GiB, GiB = 2^30 bytes.
+V100 16 GB reports 16160 MiB -> M = 15.78125 GiB, B = 14.203125 GiB.
+T4 reports 15360 MiB -> M = 15.0, B = 13.5. A100 80 GB reports 81920 MiB -> M = 80, B = 72.
+"""
+
+from __future__ import annotations
+
+import pytest
+from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
+from kaito_presets.estimator import cheapest_fitting_sku, estimate, fitting_plans
+
+GIB = 2**30
+V100_B = 0.9 * 16160 / 1024  # 14.203125
+T4_B = 0.9 * 15360 / 1024  # 13.5
+A100_B = 0.9 * 81920 / 1024  # 72.0
+
+
+@pytest.mark.parametrize(
+    ("preset", "max_model_len"),
+    [
+        # free for KV = 14.203125 - 2.3 - 7.12 = 4.783125 GiB; one token = 2*32*96*32*2 = 393216 B
+        # -> floor(4.783125 * 2^30 / 393216) = 13061 tokens -> 12288 (multiple of 1024),
+        # capped at the model's 4096 for the 4k model.
+        ("phi-3-mini-4k-instruct", 4096),
+        ("phi-3-mini-128k-instruct", 12288),
+    ],
+)
+def test_quickstart_phi3_mini_on_nc6s_v3_is_fp16_vllm(preset: str, max_model_len: int) -> None:
+    plan = estimate(preset, "Standard_NC6s_v3")
+    assert plan.runtime == "vllm"
+    assert plan.dtype == "float16"  # V100 has no bf16
+    assert (plan.node_count, plan.gpus_per_node) == (1, 1)
+    assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 1)
+    assert plan.max_model_len == max_model_len
+    assert plan.context_length == 4096
+    # weights 7.12 + overhead 2.3 + KV 4096 * 393216 B = 1.5 GiB
+    assert plan.kv_cache_gib == pytest.approx(4096 * 393216 / GIB) == pytest.approx(1.5)
+    assert plan.required_gib == pytest.approx(7.12 + 2.3 + 1.5)
+    assert plan.available_gib == pytest.approx(V100_B)
+    assert plan.gpu_memory_utilization == 0.9
+    assert any("no bfloat16" in r and "float16" in r for r in plan.reasons)
+    assert (4.783125 * GIB) // 393216 == 13061
+
+
+def test_llama_70b_fits_one_nc48ads_a100_node_where_kaito_says_two() -> None:
+    # t = 2: weights 131.42 / 2 = 65.71; KV/token = 2 * (8/2) * 128 * 80 * 2 = 163840 B,
+    # 4096 tokens = 0.625 GiB; 65.71 + 2.3 + 0.625 = 68.635 <= 72.
+    # KAITO: budget ~61.5/GPU, floor(134 / 61.5) + 1 = 3 GPUs -> 2 nodes.
+    plan = estimate("llama-3.3-70b-instruct", "Standard_NC48ads_A100_v4")
+    assert (plan.node_count, plan.gpus_per_node, plan.tensor_parallel_size) == (1, 2, 2)
+    assert plan.required_gib == pytest.approx(65.71 + 2.3 + 0.625)
+    # free = 72 - 2.3 - 65.71 = 3.99 GiB -> floor(3.99 * 2^30 / 163840) = 26148 -> 25600
+    assert plan.max_model_len == 25600
+    assert plan.dtype == "bfloat16" and plan.reasons == []
+
+
+def test_falcon_7b_cannot_use_tensor_parallel_so_pipelines_over_two_v100() -> None:
+    # 71 heads: only t = 1 divides them. One V100: 13.44 + 2.3 > 14.2. Two stages (p = 2):
+    # 13.44 / 2 = 6.72; KV/token = 2 * 1 * 64 * 16 * 2 = 4096 B; context min(2048, 4096) = 2048
+    # -> 2048 * 4096 B = 0.0078125 GiB; need 6.72 + 2.3 + 0.0078125 = 9.0278125.
+    plan = estimate("falcon-7b", "Standard_NC12s_v3")
+    assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 2)
+    assert (plan.node_count, plan.gpus_per_node) == (1, 2)
+    assert plan.required_gib == pytest.approx(9.0278125)
+    assert plan.max_model_len == 2048
+
+
+def test_phi3_medium_on_four_t4_skips_invalid_tp4() -> None:
+    # 10 KV heads: t = 4 is invalid (10 % 4 and 4 % 10 are both non-zero). t = 2 or p = 2:
+    # 26 / 2 + 2.3 = 15.3 > 13.5. t = 1, p = 3: 26 / 3 = 8.6667; KV/token
+    # = 2 * 10 * 128 * ceil(40 / 3) * 2 = 71680 B, * 4096 = 0.2734375 GiB -> 11.2401 <= 13.5.
+    plan = estimate("phi-3-medium-4k-instruct", "Standard_NC64as_T4_v3")
+    assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 3)
+    assert (plan.node_count, plan.gpus_per_node) == (1, 3)
+    assert plan.required_gib == pytest.approx(26 / 3 + 2.3 + 4096 * 71680 / GIB)
+    assert plan.dtype == "float16"
+
+
+def test_gemma3_on_v100_uses_float32_and_data_parallel() -> None:
+    # Gemma 3 is unstable in fp16 and V100 has no bf16 -> float32: weights 8.01 * 2 = 16.02.
+    # t = 2: 8.01 + 2.3 + 4096 * (2 * 2 * 256 * 34 * 4 = 139264 B) = 0.53125 -> 10.84125.
+    # 4 GPUs / t 2 = 2 data-parallel replicas. free = 14.203125 - 2.3 - 8.01 = 3.893125 GiB
+    # -> floor(3.893125 * 2^30 / 139264) = 30016 -> 29696.
+    plan = estimate("gemma-3-4b-instruct", "Standard_NC24s_v3")
+    assert plan.dtype == "float32"
+    assert (plan.tensor_parallel_size, plan.data_parallel_size, plan.gpus_per_node) == (2, 2, 4)
+    assert plan.required_gib == pytest.approx(10.84125)
+    assert plan.max_model_len == 29696
+    assert any("float32" in r and "float16" in r for r in plan.reasons)
+
+
+def test_p100_falls_back_to_transformers_and_says_why() -> None:
+    # P100 is compute capability 6.0 < vLLM's 7.0; transformers floor is 6.0.
+    # B = 0.9 * 16280 / 1024 = 14.30859375; need 7.12 + 2.3 + 1.5 = 10.92.
+    plan = estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v2")
+    assert (plan.runtime, plan.dtype, plan.gpus_per_node) == ("transformers", "float16", 1)
+    assert plan.available_gib == pytest.approx(14.30859375)
+    assert (
+        plan.reasons[0] == "vLLM needs compute capability >= 7.0, P100 has 6.0; using transformers"
+    )
+
+
+def test_k80_runs_nothing_and_suggests_skus() -> None:
+    with pytest.raises(DoesNotFit) as info:
+        estimate("phi-3-mini-4k-instruct", "Standard_NC6")
+    err = info.value
+    assert "vLLM needs compute capability >= 7.0, K80 has 3.7" in str(err)
+    assert "transformers needs compute capability >= 6.0, K80 has 3.7" in str(err)
+    # Cheapest orderable Azure SKUs that fit, cheapest first: T4 sizes at 0.526 and 0.752 $/h.
+    assert err.suggestions[:2] == ["Standard_NC4as_T4_v3", "Standard_NC8as_T4_v3"]
+    assert err.required_gib == pytest.approx(10.92)
+
+
+def test_does_not_fit_message_states_needed_and_available_memory() -> None:
+    # 1 x A10 (23028 MiB): B = 0.9 * 22.48828125 = 20.239453125; llama-70b needs 131.42 + 2.3 +
+    # 4096 * 327680 B (1.25 GiB) = 134.97 GiB on one GPU; 8 nodes of 1 A10 hold 8 * (20.24 - 2.3)
+    # = 143.5 GiB for weights but KV and overhead per GPU push it past: check it is refused.
+    with pytest.raises(DoesNotFit) as info:
+        estimate("llama-3.3-70b-instruct", "Standard_NV36ads_A10_v5", max_nodes=2)
+    msg = str(info.value)
+    assert "needs 135.0 GiB" in msg
+    assert "1 x 22.5 GiB A10 (20.2 GiB usable per GPU at 90%)" in msg
+    assert "instance types that fit: Standard_NC48ads_A100_v4" in msg
+    assert info.value.available_gib == pytest.approx(20.239453125)
+
+
+def test_gpt_oss_needs_ampere_for_mxfp4() -> None:
+    with pytest.raises(DoesNotFit) as info:
+        estimate("gpt-oss-20b", "Standard_NC4as_T4_v3")
+    assert "gpt-oss-20b (mxfp4) needs compute capability >= 8.0, T4 has 7.5" in str(info.value)
+    assert "does not support the transformers runtime" in str(info.value)
+    # 12.82 + 2.3 + 4096 * 49152 B (0.1875 GiB) = 15.3075 <= 20.24 on one A10.
+    plan = estimate("gpt-oss-20b", "Standard_NV36ads_A10_v5")
+    assert plan.required_gib == pytest.approx(15.3075)
+
+
+def test_explicit_context_is_the_max_model_len_and_may_need_more_nodes() -> None:
+    # 32768 tokens on one V100: 7.12 + 2.3 + 32768 * 393216 B (12 GiB) = 21.42 > 14.2.
+    # Two NC6s_v3 nodes, p = 2: 3.56 + 2.3 + 32768 * 196608 B (6 GiB) = 11.86.
+    plan = estimate("phi-3-mini-128k-instruct", "Standard_NC6s_v3", context_length=32768)
+    assert (plan.node_count, plan.pipeline_parallel_size, plan.gpus_per_node) == (2, 2, 1)
+    assert plan.max_model_len == 32768
+    assert plan.required_gib == pytest.approx(11.86)
+
+
+def test_context_beyond_model_limit_is_refused() -> None:
+    with pytest.raises(DoesNotFit, match="exceeds phi-3-mini-4k-instruct's limit of 4096"):
+        estimate("phi-3-mini-4k-instruct", "Standard_NC24ads_A100_v4", context_length=8192)
+    with pytest.raises(ValueError, match="must be positive"):
+        estimate("phi-3-mini-4k-instruct", "Standard_NC24ads_A100_v4", context_length=0)
+
+
+def test_forced_runtime_is_not_switched() -> None:
+    plan = estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v3", runtime="transformers")
+    assert plan.runtime == "transformers"
+    with pytest.raises(DoesNotFit, match="vLLM needs compute capability"):
+        estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v2", runtime="vllm")
+
+
+def test_cheapest_sku() -> None:
+    # phi-3-mini fits a T4 (10.92 <= 13.5); NC4as_T4_v3 (0.526 $/h) is the cheapest Azure size.
+    assert cheapest_fitting_sku("phi-3-mini-4k-instruct").sku.name == "Standard_NC4as_T4_v3"
+    assert cheapest_fitting_sku("phi-3-mini-4k-instruct", cloud="aws").sku.name == "g4dn.xlarge"
+    # llama-70b: one NC48ads_A100_v4 (7.346) ties two NC24ads_A100_v4 (2 * 3.673); fewer nodes win.
+    best = cheapest_fitting_sku("llama-3.3-70b-instruct")
+    assert (best.sku.name, best.node_count) == ("Standard_NC48ads_A100_v4", 1)
+    assert "cheapest azure instance type" in best.reasons[-1]
+    # estimate(..., None) is the same search.
+    assert estimate("llama-3.3-70b-instruct", None).sku.name == "Standard_NC48ads_A100_v4"
+
+
+def test_fitting_plans_are_sorted_by_price_and_skip_retired() -> None:
+    plans = fitting_plans("phi-3-mini-4k-instruct", cloud=None)
+    prices = [p.price_per_hour_usd for p in plans]
+    assert prices == sorted(prices)
+    assert not any(p.sku.retired for p in plans)
+    assert {p.sku.cloud for p in plans} == {"azure", "aws"}
+
+
+def test_unknown_names_raise_lookup_errors() -> None:
+    with pytest.raises(PresetNotFound):
+        estimate("phi-9", "Standard_NC6s_v3")
+    with pytest.raises(SkuNotFound):
+        estimate("phi-3-mini-4k-instruct", "Standard_XYZ")
