@@ -239,6 +239,8 @@ def _map_oras_error(client: _Client, doing: str, err: Exception) -> TuningError:
         word in text for word in ("Unauthorized", "Forbidden", "denied")
     ):
         return client.auth_error(doing, text)
+    if "Not Found" in text:
+        return RegistryError(f"{doing}: not found in registry {client.registry} ({text})")
     return RegistryError(f"{doing}: {text}")
 
 
@@ -272,7 +274,7 @@ def push_directory(
         except Exception as err:  # oras-py raises bare ValueError/requests errors
             raise _map_oras_error(client, doing, err) from err
     digest = response.headers.get("Docker-Content-Digest", "")
-    remote = _remote_layers(client, doing)
+    remote = _remote_layers(client, f"{doing} (reading it back)")
     if remote != local:
         raise RegistryError(
             f"{doing}: the registry holds different content than was sent "
@@ -286,7 +288,7 @@ def _remote_layers(client: _Client, doing: str) -> dict[str, str]:
     try:
         manifest = client.client.get_manifest(client.container)
     except Exception as err:  # oras-py raises bare ValueError/requests errors
-        raise _map_oras_error(client, f"{doing} (reading it back)", err) from err
+        raise _map_oras_error(client, doing, err) from err
     layers = {}
     for layer in manifest.get("layers", []):
         title = (layer.get("annotations") or {}).get(TITLE_ANNOTATION)
