@@ -15,6 +15,7 @@ The inference server is left running (its pid is in the state dir) so the user c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -161,10 +162,8 @@ def ask(base: str, served_model: str) -> None:
 def stop_server() -> None:
     if PID_FILE.is_file():
         pid = int(PID_FILE.read_text())
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         PID_FILE.unlink()
 
 
