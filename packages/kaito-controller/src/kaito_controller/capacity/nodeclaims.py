@@ -1,0 +1,182 @@
+"""Auto-provisioned capacity: one NodeClaim per node, served by a Karpenter-style provisioner.
+
+Why: this is KAITO's default mode. The controller only writes NodeClaims and reads their
+status; the provisioner creates the machines. Readiness needs every claim Ready *and* its Node
+Ready with ``nvidia.com/gpu`` allocatable, and when a claim is stuck the first non-True
+lifecycle condition (Launched, Registered, Initialized) is what the user sees, so a quota or
+SKU error reported by the provisioner reaches the Workspace status verbatim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kaito_api.labels import LABEL_INSTANCE_TYPE, LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
+
+from kaito_controller.capacity.base import (
+    CapacityRequest,
+    Manifest,
+    Readiness,
+    condition,
+    is_deleting,
+    name_of,
+    node_gpus,
+    node_is_ready,
+    user_affinity,
+)
+from kaito_controller.manifests.nodeclaim import build_nodeclaim
+from kaito_controller.naming import nodeclaim_name
+
+LIFECYCLE = ("Launched", "Registered", "Initialized")
+_PLACEHOLDER_REASONS = {"AwaitingReconciliation", "ReconcilingDependents", ""}
+MESSAGE_LIMIT = 256  # KAITO caps condition messages it copies at 256 characters
+
+
+@dataclass(frozen=True)
+class NodeClaimCapacity:
+    """``CapacityStrategy`` that emits NodeClaims."""
+
+    cloud_provider: str = "azure"
+    node_image_family: str = "ubuntu"
+    name: str = "nodeclaim"
+
+    def desired_names(self, req: CapacityRequest) -> list[str]:
+        return [
+            nodeclaim_name(req.ws_namespace, req.ws_name, req.ws_uid, i)
+            for i in range(req.node_count)
+        ]
+
+    def plan_nodes(
+        self, req: CapacityRequest, nodeclaims: Sequence[Manifest], nodes: Sequence[Manifest]
+    ) -> list[Manifest]:
+        """NodeClaims that do not exist yet. Existing ones are never re-applied: their spec
+        is immutable, and a claim that is being deleted is left to finish first."""
+        if not req.instance_type:
+            return []
+        existing = {name_of(c) for c in nodeclaims}
+        return [
+            build_nodeclaim(
+                name,
+                ws_name=req.ws_name,
+                ws_namespace=req.ws_namespace,
+                instance_type=req.instance_type,
+                match_labels=req.match_labels,
+                disk=req.disk,
+                cloud_provider=self.cloud_provider,
+                node_image_family=self.node_image_family,
+            )
+            for name in self.desired_names(req)
+            if name not in existing
+        ]
+
+    def readiness(
+        self, req: CapacityRequest, nodeclaims: Sequence[Manifest], nodes: Sequence[Manifest]
+    ) -> Readiness:
+        by_name = {name_of(c): c for c in nodeclaims}
+        claims = [by_name.get(n) for n in self.desired_names(req)]
+        missing = [n for n, c in zip(self.desired_names(req), claims, strict=True) if c is None]
+        live = [c for c in claims if c is not None]
+        if missing:
+            msg = f"waiting for NodeClaims to be created: {', '.join(missing)}"
+            return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
+        for claim in live:
+            if is_deleting(claim):
+                msg = f"NodeClaim {name_of(claim)} is being deleted; it will be replaced"
+                return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
+        for claim in live:
+            if not claim_is_ready(claim):
+                reason, message = claim_problem(claim)
+                return _not_ready(reason, f"NodeClaim {name_of(claim)}: {message}", claims_ok=False)
+        nodes_by_name = {name_of(n): n for n in nodes}
+        workers = []
+        for claim in live:
+            node_name = (claim.get("status") or {}).get("nodeName", "")
+            node = nodes_by_name.get(node_name)
+            problem = _node_problem(node, node_name, req)
+            if problem:
+                return _not_ready(problem[0], problem[1], claims_ok=True)
+            workers.append(node_name)
+        return Readiness(
+            ready=True,
+            reason="NodesReady",
+            message=f"{len(workers)} node(s) ready",
+            worker_nodes=tuple(sorted(workers)),
+            conditions=(
+                ("NodeClaimReady", "True", "NodeClaimsReady", "all NodeClaims are ready"),
+                ("NodesReady", "True", "NodesReady", "all nodes are ready with GPUs"),
+            ),
+        )
+
+    def node_affinity(self, req: CapacityRequest) -> list[dict[str, Any]]:
+        return [
+            *user_affinity(req.match_labels),
+            {"key": LABEL_WORKSPACE, "operator": "In", "values": [req.ws_name]},
+            {"key": LABEL_WORKSPACE_NAMESPACE, "operator": "In", "values": [req.ws_namespace]},
+        ]
+
+
+def claim_is_ready(claim: Manifest) -> bool:
+    """Ready=True; a claim without any conditions but with a node name also counts (KAITO)."""
+    if is_deleting(claim):
+        return False
+    status = claim.get("status") or {}
+    ready = condition(claim, "Ready")
+    if ready is None:
+        return not status.get("conditions") and bool(status.get("nodeName"))
+    return ready.get("status") == "True"
+
+
+def claim_problem(claim: Manifest) -> tuple[str, str]:
+    """``(reason, message)`` of the first non-True lifecycle condition, preferring a real
+    error (e.g. ``LaunchFailed`` with the provider's quota message) over placeholders."""
+    found: list[tuple[str, str]] = []
+    for type_ in LIFECYCLE:
+        cond = condition(claim, type_)
+        if cond is None or cond.get("status") == "True":
+            continue
+        reason = str(cond.get("reason") or "")
+        message = str(cond.get("message") or f"{type_}={cond.get('status')}")
+        found.append((reason or "NodeClaimNotReady", f"{type_}: {message}"[:MESSAGE_LIMIT]))
+        if reason not in _PLACEHOLDER_REASONS:
+            return found[-1]
+    if found:
+        return found[0]
+    return "NodeClaimNotReady", "waiting for the provisioner to launch the node"
+
+
+def _node_problem(
+    node: Manifest | None, node_name: str, req: CapacityRequest
+) -> tuple[str, str] | None:
+    if not node_name or node is None:
+        return "NodeNotReady", f"node {node_name or '(not yet named)'} is not registered yet"
+    if not node_is_ready(node):
+        return "NodeNotReady", f"node {node_name} is not Ready"
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if req.instance_type and labels.get(LABEL_INSTANCE_TYPE) != req.instance_type:
+        have = labels.get(LABEL_INSTANCE_TYPE, "(none)")
+        return (
+            "NodeNotReady",
+            f"node {node_name} has instance type {have}, want {req.instance_type}",
+        )
+    gpus = node_gpus(node)
+    if gpus < max(req.gpus_per_node, 1):
+        return (
+            "NodePluginsNotReady",
+            f"node {node_name} has {gpus} allocatable nvidia.com/gpu, need "
+            f"{max(req.gpus_per_node, 1)} (waiting for the NVIDIA device plugin)",
+        )
+    return None
+
+
+def _not_ready(reason: str, message: str, *, claims_ok: bool) -> Readiness:
+    claim_cond = (
+        ("NodeClaimReady", "True", "NodeClaimsReady", "all NodeClaims are ready")
+        if claims_ok
+        else ("NodeClaimReady", "False", reason, message)
+    )
+    nodes_cond = ("NodesReady", "False", reason if claims_ok else "NodeNotReady", message)
+    return Readiness(
+        ready=False, reason=reason, message=message, conditions=(claim_cond, nodes_cond)
+    )

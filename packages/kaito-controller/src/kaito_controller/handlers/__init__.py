@@ -1,0 +1,1 @@
+"""The I/O side: the work queue, observe-plan-execute, and the kopf handlers around them."""

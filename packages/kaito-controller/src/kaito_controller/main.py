@@ -1,0 +1,56 @@
+"""``kaito-controller``: build settings and clients, register handlers, run kopf.
+
+Runs in-cluster (service-account token) or out of cluster (``KUBECONFIG``); see the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import kopf
+
+from kaito_controller import __version__
+from kaito_controller.handlers.operator import register
+from kaito_controller.handlers.reconciler import Reconciler
+from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.k8s.real import RealKubeClient, load_api_client
+from kaito_controller.reconcile.catalog import PresetsCatalog
+from kaito_controller.settings import ControllerSettings
+
+
+def configure_logging(settings: ControllerSettings) -> None:
+    fmt = (
+        '{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}'
+        if settings.log_format == "json"
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
+    logging.getLogger("kopf").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kaito-controller", description=__doc__.split("\n")[0])
+    parser.add_argument("--health-address", default="0.0.0.0:8081", help="host:port of /healthz")
+    parser.add_argument("--version", action="version", version=__version__)
+    args = parser.parse_args(argv)
+    settings = ControllerSettings()
+    configure_logging(settings)
+    client = RealKubeClient(load_api_client(None, pool_size=settings.workers * 4))
+    runtime = Runtime(reconciler=Reconciler(client, settings, PresetsCatalog()))
+    registry = kopf.OperatorRegistry()
+    register(registry, settings)
+    kopf.run(
+        registry=registry,
+        clusterwide=True,
+        standalone=True,
+        memo=kopf.Memo(runtime=runtime, settings=settings),
+        liveness_endpoint=f"http://{args.health_address}/healthz",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

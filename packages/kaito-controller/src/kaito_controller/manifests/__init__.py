@@ -1,0 +1,1 @@
+"""Pure builders of the Kubernetes objects a Workspace owns (plain dicts, no I/O)."""

@@ -1,0 +1,303 @@
+"""Inference objects: the server ConfigMap, the workload and its Services.
+
+Why: these builders turn an already-decided ``InferenceParams`` (model, backend, GPU count,
+node count, adapters...) into Kubernetes objects, and nothing else; every decision lives in
+the planner, every I/O in the handlers. One node gives a Deployment; several give a
+StatefulSet with a headless Service for stable pod DNS (the distributed leader is pod ``-0``).
+The main Service maps port 80 to the server's port and keeps 29500 (torch rendezvous), as the
+quick start shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from kaito_api.labels import GPU_RESOURCE_NAME
+
+from kaito_controller.manifests.common import WorkspaceRef, gpu_tolerations, required_node_affinity
+from kaito_controller.naming import headless_service_name, inference_configmap_name, service_name
+
+SERVER_PORT = 5000
+TORCH_PORT = 29500
+CONFIG_DIR = "/etc/kaito"
+CONFIG_FILE = "inference_config.yaml"
+ADAPTERS_DIR = "/mnt/adapter"
+WEIGHTS_DIR = "/workspace/weights"
+HEALTH_PATH = "/health"  # 200 when the model is loaded, 503 while loading
+LIVE_PATH = "/health/live"  # 200 as soon as the process serves HTTP
+ANNOTATION_CONFIG_HASH = "kaito.sh/inference-config-hash"
+ANNOTATION_REVISION = "workspace.kaito.io/revision"
+PROBE_PERIOD = 10
+
+
+@dataclass(frozen=True)
+class AdapterParams:
+    """One LoRA adapter: from an image (copied by an init container) or a volume."""
+
+    name: str
+    image: str | None = None
+    volume_source: Mapping[str, Any] | None = None
+    strength: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InferenceParams:
+    """Everything the builders need, decided by the planner."""
+
+    model: str
+    served_model_name: str
+    backend: str
+    image: str
+    node_count: int
+    gpus_per_node: int
+    server_config: Mapping[str, Any]
+    node_affinity: Sequence[Mapping[str, Any]] = ()
+    adapters: tuple[AdapterParams, ...] = ()
+    model_access_secret: str | None = None
+    startup_timeout_seconds: int = 1800
+    image_pull_policy: str = "IfNotPresent"
+    revision: str = ""
+    puller_image: str = "ghcr.io/oras-project/oras:v1.2.3"
+    plain_http_registry: bool = False
+    extra_annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def distributed(self) -> bool:
+        return self.node_count > 1
+
+
+def render_server_config(config: Mapping[str, Any]) -> str:
+    """The ``inference_config.yaml`` text (keys sorted, so the hash is stable)."""
+    return yaml.safe_dump(dict(config), sort_keys=True, default_flow_style=False)
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def build_inference_configmap(ws: WorkspaceRef, params: InferenceParams) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": ws.metadata(inference_configmap_name(ws.name)),
+        "data": {CONFIG_FILE: render_server_config(params.server_config)},
+    }
+
+
+def server_command(params: InferenceParams) -> tuple[list[str], list[str]]:
+    """Command and args of the inference container (flags win over the config file)."""
+    args = [
+        "serve",
+        "--config",
+        f"{CONFIG_DIR}/{CONFIG_FILE}",
+        "--model",
+        params.model,
+        "--backend",
+        params.backend,
+        "--port",
+        str(SERVER_PORT),
+        "--adapters-dir",
+        ADAPTERS_DIR,
+        "--served-model-name",
+        params.served_model_name,
+    ]
+    return ["kaito-inference"], args
+
+
+def _probes(params: InferenceParams) -> dict[str, Any]:
+    def get(path: str) -> dict[str, Any]:
+        return {"httpGet": {"path": path, "port": SERVER_PORT}}
+
+    # The startup probe holds liveness off while weights download and load: its budget is
+    # the planner's estimate for this model (ceil(timeout / period) failures allowed).
+    failures = max(1, math.ceil(params.startup_timeout_seconds / PROBE_PERIOD))
+    return {
+        "startupProbe": {
+            **get(HEALTH_PATH),
+            "periodSeconds": PROBE_PERIOD,
+            "failureThreshold": failures,
+        },
+        "livenessProbe": {**get(LIVE_PATH), "periodSeconds": PROBE_PERIOD, "failureThreshold": 3},
+        "readinessProbe": {
+            **get(HEALTH_PATH),
+            "periodSeconds": PROBE_PERIOD,
+            "failureThreshold": 3,
+        },
+    }
+
+
+def _adapter_parts(
+    params: InferenceParams,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Init containers, volumes and main-container mounts for the adapters.
+
+    An image adapter is an OCI artifact (the layout the tuning job pushes: one layer per file,
+    named by its title annotation); an init container runs ``oras pull`` into the shared
+    ``adapter-volume`` at ``/mnt/adapter/<name>``, with the adapter's first pull secret
+    projected as the registry config. A volume adapter is mounted there directly.
+    """
+    inits: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    if any(a.image for a in params.adapters):
+        volumes.append({"name": "adapter-volume", "emptyDir": {}})
+        mounts.append({"name": "adapter-volume", "mountPath": ADAPTERS_DIR})
+    for adapter in params.adapters:
+        target = f"{ADAPTERS_DIR}/{adapter.name}"
+        vol = f"adapter-{adapter.name}"[:63]
+        if adapter.image:
+            args = ["pull", adapter.image, "--output", target]
+            init_mounts = [{"name": "adapter-volume", "mountPath": ADAPTERS_DIR}]
+            if adapter.image_pull_secrets:
+                secret_vol = f"registry-{adapter.name}"[:63]
+                volumes.append(
+                    {
+                        "name": secret_vol,
+                        "secret": {
+                            "secretName": adapter.image_pull_secrets[0],
+                            "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                        },
+                    }
+                )
+                init_mounts.append(
+                    {"name": secret_vol, "mountPath": "/mnt/registry", "readOnly": True}
+                )
+                args += ["--registry-config", "/mnt/registry/config.json"]
+            if params.plain_http_registry:
+                args.append("--plain-http")
+            inits.append(
+                {
+                    "name": vol,
+                    "image": params.puller_image,
+                    "imagePullPolicy": params.image_pull_policy,
+                    "command": ["oras"],
+                    "args": args,
+                    "volumeMounts": init_mounts,
+                }
+            )
+        elif adapter.volume_source:
+            volumes.append({"name": vol, **dict(adapter.volume_source)})
+            mounts.append({"name": vol, "mountPath": target, "readOnly": True})
+    return inits, volumes, mounts
+
+
+def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str) -> dict[str, Any]:
+    command, args = server_command(params)
+    inits, adapter_volumes, adapter_mounts = _adapter_parts(params)
+    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": WEIGHTS_DIR}]
+    if params.model_access_secret:
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": params.model_access_secret,
+                        "key": "HF_TOKEN",
+                        "optional": True,
+                    }
+                },
+            }
+        )
+    gpus = str(params.gpus_per_node)
+    container: dict[str, Any] = {
+        "name": ws.name,
+        "image": params.image,
+        "imagePullPolicy": params.image_pull_policy,
+        "command": command,
+        "args": args,
+        "env": env,
+        "ports": [
+            {"name": "http", "containerPort": SERVER_PORT},
+            {"name": "torch", "containerPort": TORCH_PORT},
+        ],
+        "resources": {"requests": {GPU_RESOURCE_NAME: gpus}, "limits": {GPU_RESOURCE_NAME: gpus}},
+        **_probes(params),
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "weights", "mountPath": WEIGHTS_DIR},
+            *adapter_mounts,
+        ],
+    }
+    spec: dict[str, Any] = {
+        "containers": [container],
+        "tolerations": gpu_tolerations(),
+        "volumes": [
+            {"name": "config", "configMap": {"name": inference_configmap_name(ws.name)}},
+            {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+            {"name": "weights", "emptyDir": {}},
+            *adapter_volumes,
+        ],
+    }
+    if inits:
+        spec["initContainers"] = inits
+    if affinity := required_node_affinity([dict(r) for r in params.node_affinity]):
+        spec["affinity"] = affinity
+    annotations = {ANNOTATION_CONFIG_HASH: cfg_hash, **params.extra_annotations}
+    return {"metadata": {"labels": ws.selector_labels(), "annotations": annotations}, "spec": spec}
+
+
+def build_inference_workload(
+    ws: WorkspaceRef, params: InferenceParams, cfg_hash: str
+) -> dict[str, Any]:
+    """A Deployment (one node) or a StatefulSet (several), named after the Workspace."""
+    template = build_pod_template(ws, params, cfg_hash)
+    annotations = {ANNOTATION_REVISION: params.revision} if params.revision else None
+    spec: dict[str, Any] = {
+        "replicas": params.node_count,
+        "selector": {"matchLabels": ws.selector_labels()},
+        "template": template,
+    }
+    if params.distributed:
+        spec |= {"serviceName": headless_service_name(ws.name), "podManagementPolicy": "Parallel"}
+        kind, api_version = "StatefulSet", "apps/v1"
+    else:
+        # One GPU node: replace the pod instead of surging a second one that cannot fit.
+        spec["strategy"] = {"type": "Recreate"}
+        kind, api_version = "Deployment", "apps/v1"
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": ws.metadata(ws.name, annotations=annotations),
+        "spec": spec,
+    }
+
+
+def build_services(ws: WorkspaceRef, params: InferenceParams) -> list[dict[str, Any]]:
+    """The main Service (80 -> server port, 29500) and, when distributed, the headless one."""
+    selector = ws.selector_labels()
+    if params.distributed:  # only the leader serves the API
+        selector = {**selector, "statefulset.kubernetes.io/pod-name": f"{ws.name}-0"}
+    main = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": ws.metadata(service_name(ws.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": SERVER_PORT, "protocol": "TCP"},
+                {"name": "torch", "port": TORCH_PORT, "targetPort": TORCH_PORT, "protocol": "TCP"},
+            ],
+        },
+    }
+    if not params.distributed:
+        return [main]
+    headless = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": ws.metadata(headless_service_name(ws.name)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": ws.selector_labels(),
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "torch", "port": TORCH_PORT, "targetPort": TORCH_PORT}],
+        },
+    }
+    return [main, headless]

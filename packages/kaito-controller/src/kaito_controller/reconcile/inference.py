@@ -1,0 +1,272 @@
+"""The inference half of a pass: server config, workload, Services, InferenceReady.
+
+Why: kept apart from the node logic so each can be read (and tested) alone. Nothing is
+created until the nodes are ready, so a pod never sits Pending on a node that does not exist
+yet and the status blames the nodes, not the pod.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+from kaito_api.v1beta1 import Workspace
+
+from kaito_controller.k8s.client import ObjectRef
+from kaito_controller.manifests.inference import (
+    ADAPTERS_DIR,
+    CONFIG_FILE,
+    SERVER_PORT,
+    AdapterParams,
+    InferenceParams,
+    build_inference_configmap,
+    build_inference_workload,
+    build_services,
+    config_hash,
+    render_server_config,
+)
+from kaito_controller.naming import headless_service_name
+from kaito_controller.reconcile.common import SubPlan
+from kaito_controller.reconcile.drift import stamp
+from kaito_controller.reconcile.identity import ws_ref
+from kaito_controller.reconcile.observed import Observed
+from kaito_controller.reconcile.sizing import Sizing
+from kaito_controller.settings import ControllerSettings
+from kaito_controller.status import INFERENCE_READY, Cond, classify_pods, workload_ready
+
+# Keys of the inference server's config file (packages/inference-server/README.md). The
+# server rejects unknown keys at start-up; checking here reports the mistake on the
+# Workspace instead of in a crash-looping pod.
+SERVER_CONFIG_KEYS = frozenset(
+    {
+        "model", "backend", "host", "port", "served_model_name", "adapters_dir",
+        "adapter_strengths", "allow_runtime_lora", "max_model_len", "dtype",
+        "tensor_parallel_size", "gpu_memory_utilization", "tool_call_parser",
+        "reasoning_parser", "chat_template", "trust_remote_code", "offline", "hf_token_file",
+        "api_keys_file", "max_concurrency", "max_waiting_requests", "vllm_engine_args",
+        "log_level", "log_format",
+    }
+)  # fmt: skip
+# Set by the controller from the Workspace; a user config cannot move them.
+CONTROLLER_KEYS = frozenset(
+    {"model", "backend", "host", "port", "served_model_name", "adapters_dir"}
+)
+
+
+class ConfigProblem(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def user_config_ref(ws: Workspace) -> str | None:
+    return ws.inference.config if ws.inference is not None else None
+
+
+def user_config(ws: Workspace, observed: Observed) -> dict[str, Any]:
+    """The user's ``inference_config.yaml`` translated to server keys ({} when unset).
+
+    Accepts the server's snake_case keys and KAITO's layout (a ``vllm:`` section with
+    kebab-case vLLM flags): known server keys are lifted, the rest become ``vllm_engine_args``.
+    Raises ``ConfigProblem`` when the ConfigMap, its key or its YAML is wrong.
+    """
+    name = user_config_ref(ws)
+    if not name:
+        return {}
+    cm = observed.referenced.get(f"{ws.namespace}/{name}")
+    if cm is None:
+        raise ConfigProblem(
+            "ConfigMapNotFound", f"inference.config: ConfigMap {name!r} not found in {ws.namespace}"
+        )
+    text = (cm.get("data") or {}).get(CONFIG_FILE)
+    if text is None:
+        raise ConfigProblem(
+            "InvalidInferenceConfig",
+            f"inference.config: ConfigMap {name!r} has no key {CONFIG_FILE!r}",
+        )
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigProblem(
+            "InvalidInferenceConfig", f"inference.config: {CONFIG_FILE} is not YAML: {err}"
+        ) from err
+    if not isinstance(raw, dict):
+        raise ConfigProblem(
+            "InvalidInferenceConfig", f"inference.config: {CONFIG_FILE} must be a mapping"
+        )
+    return translate_user_config(raw)
+
+
+def translate_user_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    engine: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "vllm" and isinstance(value, Mapping):
+            for vkey, vval in value.items():
+                snake = str(vkey).replace("-", "_")
+                if snake in SERVER_CONFIG_KEYS and snake not in CONTROLLER_KEYS:
+                    out[snake] = vval
+                else:
+                    engine[snake] = vval
+            continue
+        if key not in SERVER_CONFIG_KEYS:
+            raise ConfigProblem(
+                "InvalidInferenceConfig",
+                f"inference.config: unknown key {key!r} in {CONFIG_FILE}; "
+                f"allowed: vllm, {', '.join(sorted(SERVER_CONFIG_KEYS - CONTROLLER_KEYS))}",
+            )
+        if key in CONTROLLER_KEYS:
+            raise ConfigProblem(
+                "InvalidInferenceConfig",
+                f"inference.config: key {key!r} is set by the controller from the Workspace",
+            )
+        out[key] = value
+    if engine:
+        out["vllm_engine_args"] = {**engine, **dict(out.get("vllm_engine_args") or {})}
+    return out
+
+
+def adapters(ws: Workspace) -> tuple[AdapterParams, ...]:
+    out = []
+    for adapter in (ws.inference.adapters if ws.inference else None) or ():
+        src = adapter.source
+        out.append(
+            AdapterParams(
+                name=src.name or "",
+                image=src.image,
+                volume_source=src.volume_source,
+                strength=adapter.strength,
+                image_pull_secrets=tuple(src.image_pull_secrets or ()),
+            )
+        )
+    return tuple(out)
+
+
+def server_config(
+    sizing: Sizing,
+    backend: str,
+    served: str,
+    adapter_params: Sequence[AdapterParams],
+    user: Mapping[str, Any],
+) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "backend": backend,
+        "model": sizing.model,
+        "served_model_name": served,
+        "port": SERVER_PORT,
+        "adapters_dir": ADAPTERS_DIR,
+    }
+    if backend == "vllm" and sizing.tensor_parallel_size:
+        cfg["tensor_parallel_size"] = sizing.tensor_parallel_size
+    if sizing.dtype and backend != "fake":
+        cfg["dtype"] = sizing.dtype
+    if sizing.max_model_len:
+        cfg["max_model_len"] = sizing.max_model_len
+    strengths = {a.name: float(a.strength) for a in adapter_params if a.strength is not None}
+    if strengths:
+        cfg["adapter_strengths"] = strengths
+    return {**cfg, **dict(user)}
+
+
+def plan_inference(
+    ws: Workspace,
+    observed: Observed,
+    sizing: Sizing,
+    node_count: int,
+    affinity: Sequence[Mapping[str, Any]],
+    *,
+    ready: bool,
+    settings: ControllerSettings,
+) -> SubPlan:
+    if not ready:
+        return SubPlan(
+            conditions=[
+                Cond(
+                    INFERENCE_READY,
+                    "False",
+                    "ResourceNotReady",
+                    "waiting for the GPU nodes to be ready",
+                )
+            ]
+        )
+    try:
+        user = user_config(ws, observed)
+    except ConfigProblem as err:
+        return SubPlan(
+            conditions=[Cond(INFERENCE_READY, "False", err.reason, err.message)],
+            requeue_after=settings.resync_seconds,
+        )
+    assert ws.inference is not None and ws.inference.preset is not None
+    backend = settings.inference_backend or sizing.runtime
+    served = ws.inference.preset.name
+    adapter_params = adapters(ws)
+    params = InferenceParams(
+        model=sizing.model,
+        served_model_name=served,
+        backend=backend,
+        image=settings.inference_image,
+        image_pull_policy=settings.image_pull_policy,
+        node_count=node_count,
+        gpus_per_node=sizing.gpus_per_node,
+        server_config=server_config(sizing, backend, served, adapter_params, user),
+        node_affinity=tuple(affinity),
+        adapters=adapter_params,
+        model_access_secret=(
+            ws.inference.preset.preset_options.model_access_secret
+            if ws.inference.preset.preset_options
+            else None
+        ),
+        startup_timeout_seconds=sizing.startup_timeout_seconds,
+        puller_image=settings.adapter_puller_image,
+        plain_http_registry=settings.registry_plain_http,
+    )
+    ref = ws_ref(ws)
+    cfg_text = render_server_config(params.server_config)
+    workload = build_inference_workload(ref, params, config_hash(cfg_text))
+    objects = [build_inference_configmap(ref, params), workload, *build_services(ref, params)]
+    deletes = _stale(ws, observed, workload["kind"], params.distributed)
+    have = observed.owned(workload["kind"], ws.name)
+    ok, detail = workload_ready(have)
+    if have is not None and ok and not deletes:
+        cond = Cond(
+            INFERENCE_READY,
+            "True",
+            "WorkspaceInferenceStatusSuccess",
+            f"inference server ready: {detail}",
+        )
+        requeue = None
+    else:
+        problem = classify_pods([p for p in observed.pods if _owned_by_current(p, have)])
+        if problem is not None:
+            cond = Cond(INFERENCE_READY, "False", problem.reason, problem.message)
+        else:
+            cond = Cond(INFERENCE_READY, "False", "WorkspaceInferenceStatusPending", detail)
+        requeue = settings.not_ready_requeue_seconds
+    return SubPlan(
+        apply=[stamp(o) for o in objects], delete=deletes, conditions=[cond], requeue_after=requeue
+    )
+
+
+def _stale(ws: Workspace, observed: Observed, kind: str, distributed: bool) -> list[ObjectRef]:
+    """The workload of the other kind (the node count changed) and a headless Service
+    that is no longer needed."""
+    out = []
+    other = "StatefulSet" if kind == "Deployment" else "Deployment"
+    if observed.owned(other, ws.name) is not None:
+        out.append(ObjectRef("apps/v1", other, ws.name, ws.namespace))
+    headless = headless_service_name(ws.name)
+    if not distributed and observed.owned("Service", headless) is not None:
+        out.append(ObjectRef("v1", "Service", headless, ws.namespace))
+    return out
+
+
+def _owned_by_current(pod: Mapping[str, Any], workload: Mapping[str, Any] | None) -> bool:
+    """Pods of the current workload (not leftovers of a deleted one of the other kind)."""
+    if workload is None:
+        return True
+    kinds = {o.get("kind") for o in (pod.get("metadata") or {}).get("ownerReferences") or ()}
+    if workload.get("kind") == "StatefulSet":
+        return "StatefulSet" in kinds
+    return "ReplicaSet" in kinds or not kinds

@@ -1,0 +1,81 @@
+"""How big a Workspace is: the model to load, and how many nodes and GPUs it needs.
+
+Why: the planner needs a handful of numbers (node count, GPUs per node, dtype, context length,
+disk, start-up budget) that come from the preset catalog and the GPU estimator. This module is
+the seam: ``Catalog`` is what the planner calls, ``PresetsCatalog`` implements it over
+``kaito_presets``, and tests may pass a small fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class SpecError(Exception):
+    """The Workspace cannot be sized as written; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str, *, reason: str = "InvalidSpec") -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class GpuNodeInfo:
+    """GPU facts of a bring-your-own node, read from its GPU Feature Discovery labels."""
+
+    product: str
+    count: int
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """What the planner needs to know about a model on some GPUs."""
+
+    model: str
+    served_model_name: str
+    runtime: str
+    node_count: int
+    gpus_per_node: int
+    dtype: str | None = None
+    tensor_parallel_size: int | None = None
+    max_model_len: int | None = None
+    disk: str = "1024Gi"
+    startup_timeout_seconds: int = 1800
+    reasons: tuple[str, ...] = ()
+
+
+class Catalog(Protocol):
+    """Resolves presets and sizes them. Implementations raise ``SpecError``."""
+
+    def size_inference(
+        self,
+        *,
+        preset: str,
+        instance_type: str | None,
+        gpu_node: GpuNodeInfo | None,
+        runtime: str | None,
+        max_model_len: int | None,
+        count: int | None,
+    ) -> Sizing: ...
+
+    def size_tuning(
+        self, *, preset: str, instance_type: str | None, gpu_node: GpuNodeInfo | None
+    ) -> Sizing: ...
+
+
+def gpu_node_info(labels: Mapping[str, str], allocatable_gpus: int) -> GpuNodeInfo | None:
+    """GPU facts from ``nvidia.com/gpu.product``/``.count``/``.memory`` node labels."""
+    product = labels.get("nvidia.com/gpu.product")
+    if not product:
+        return None
+    try:
+        count = int(labels.get("nvidia.com/gpu.count", allocatable_gpus))
+        memory = int(labels.get("nvidia.com/gpu.memory", "0"))
+    except ValueError:
+        return None
+    return GpuNodeInfo(product=product, count=count, memory_mib=memory)
