@@ -76,7 +76,7 @@ class NodeSelectorRequirementWithMinValues(_KarpenterModel):
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
             cel="self.operator != 'In' || (has(self.values) && self.values.size() > 0)",
-            message="requirements with operator 'In' must have a value defined",
+            message="requirements with operator 'In' must have at least one entry in values",
             field="values",
             reason="FieldValueRequired",
             check=lambda s: s.operator != "In" or bool(s.values),
@@ -88,7 +88,7 @@ class NodeSelectorRequirementWithMinValues(_KarpenterModel):
             ),
             message=(
                 "requirements with operator 'Gt' or 'Lt' must have a single non-negative "
-                "integer value"
+                "integer in values"
             ),
             field="values",
             check=lambda s: (

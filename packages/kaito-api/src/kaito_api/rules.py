@@ -122,7 +122,9 @@ class ApiModel(BaseModel):
                 type(self).__name__,
                 [
                     InitErrorDetails(
-                        type=PydanticCustomError("kaito_rule", rule.message),
+                        type=PydanticCustomError(
+                            "kaito_rule", "{message}", {"message": rule.message}
+                        ),
                         loc=_loc(rule.field),
                         input=None,
                     )

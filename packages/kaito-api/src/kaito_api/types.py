@@ -78,8 +78,8 @@ def is_dns_subdomain(value: str) -> bool:
 
 def is_label_key(value: str) -> bool:
     """Whether ``value`` is a valid label key: ``[prefix/]name``, prefix a DNS subdomain."""
-    prefix, _, name = value.rpartition("/")
-    if prefix and not is_dns_subdomain(prefix):
+    prefix, slash, name = value.rpartition("/")
+    if slash and not is_dns_subdomain(prefix):
         return False
     return len(name) <= DNS_LABEL_MAX and bool(_QUALIFIED_NAME_RE.match(name))
 

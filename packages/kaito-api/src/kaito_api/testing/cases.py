@@ -139,7 +139,7 @@ def _set(path: str, value: Any) -> Mutation:
         node: Any = obj
         for key in parents:
             node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-        index: int | str = int(last) if isinstance(node, list) else last
+        index: Any = int(last) if isinstance(node, list) else last
         if value is _DELETE:
             del node[index]
         else:

@@ -21,6 +21,8 @@ from typing import Any
 try:
     import celpy
     import jsonschema
+    from celpy.adapter import json_to_cel
+    from celpy.evaluation import CELEvalError
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
         "kaito_api.testing.crd needs the test dependencies cel-python and jsonschema "
@@ -128,15 +130,15 @@ def _cel_errors(schema: Mapping[str, Any], obj: Any, old: Any, path: str) -> Ite
         uses_old = "oldSelf" in rule["rule"]
         if uses_old and old is None:
             continue
-        activation = {"self": celpy.json_to_cel(copy.deepcopy(obj))}
+        activation = {"self": json_to_cel(copy.deepcopy(obj))}
         if uses_old:
-            activation["oldSelf"] = celpy.json_to_cel(copy.deepcopy(old))
+            activation["oldSelf"] = json_to_cel(copy.deepcopy(old))
         try:
             result = _program(rule["rule"]).evaluate(activation)
-        except celpy.CELEvalError as err:
+        except CELEvalError as err:
             result = err
-        ok = result is True or (not isinstance(result, celpy.CELEvalError) and bool(result))
-        if isinstance(result, celpy.CELEvalError):
+        ok = result is True or (not isinstance(result, CELEvalError) and bool(result))
+        if isinstance(result, CELEvalError):
             rule = {**rule, "message": f"{rule['message']} (evaluation error: {result})"}
         if not ok:
             at = path + rule.get("fieldPath", "") if path else rule.get("fieldPath", "")[1:]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, LiteralString
 
 from pydantic import AfterValidator, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -70,13 +70,15 @@ STRENGTH_PATTERN = r"^(0(\.[0-9]+)?|1(\.0+)?)$"
 _URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
 
 
-def _matches(pattern: str, code: str, what: str) -> AfterValidator:
+def _matches(pattern: str, code: LiteralString, what: str) -> AfterValidator:
     """A validator that rejects values not matching ``pattern`` with "<value> is not <what>"."""
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
         if not compiled.match(value):
-            raise PydanticCustomError(code, "'{value}' is not " + what, {"value": value})
+            raise PydanticCustomError(
+                code, "'{value}' is not {what}", {"value": value, "what": what}
+            )
         return value
 
     return AfterValidator(check)
