@@ -1,0 +1,277 @@
+"""Catalog-aware Workspace validation, for the admission webhook and the controller.
+
+:func:`validate_workspace` first runs kaito-api's catalog-free validator (schema, CEL twins,
+immutability, SSRF guard), then adds what needs the model and SKU catalogs and so cannot be
+written in CEL: unknown presets and instance types, a GPU too small or too old for the preset
+(with needed vs available memory and SKUs that fit), runtimes, adapters and tuning methods the
+preset does not support, and a missing access token for gated models. Every error names the
+field to fix (JSON path, camelCase, as in YAML).
+
+Rules that differ from KAITO on purpose:
+
+* Every SKU is checked against the catalog, also for vLLM (KAITO skips the memory check for
+  NAP + vLLM, and lets any unknown ``Standard_N*`` name through to fail later in the estimator).
+* ``strength`` other than 1 is refused under vLLM (it applies adapters at full strength), but
+  ``strength: "1.0"``, as in the quick start, is accepted.
+* Tuning support and tuning memory are checked (KAITO checks neither).
+* On update, the sizing checks run only when the preset, instance type or runtime changed, so a
+  catalog update never blocks edits to adapters of a running Workspace.
+* With node auto-provisioning disabled (your own nodes) ``resource.instanceType`` may be empty;
+  the controller then sizes against the matched nodes' GPU labels. If it is set to a known SKU
+  the fit is checked against that SKU; an unknown value is not an error there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kaito_api.labels import (
+    ANNOTATION_BYPASS_RESOURCE_CHECKS,
+    ANNOTATION_RUNTIME,
+    RUNTIME_TRANSFORMERS,
+    RUNTIME_VLLM,
+)
+from kaito_api.v1beta1 import AdapterSpec, Workspace
+from kaito_api.validation import (
+    FieldError,
+    WorkspaceInvalid,
+    parse_workspace,
+    validate_workspace_static,
+)
+
+from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
+from kaito_presets.estimator import estimate
+from kaito_presets.presets import Preset, Runtime, get_preset
+from kaito_presets.skus import GpuSku, all_skus, get_sku
+from kaito_presets.tuning_estimate import TuningNotSupported, estimate_tuning
+
+__all__ = ["FieldError", "runtime_of", "validate_workspace"]
+
+_INSTANCE_TYPE = "resource.instanceType"
+_RUNTIME_FIELD = f"metadata.annotations[{ANNOTATION_RUNTIME}]"
+_RUNTIMES: dict[str, Runtime] = {RUNTIME_VLLM: "vllm", RUNTIME_TRANSFORMERS: "transformers"}
+
+
+def runtime_of(ws: Workspace) -> Runtime | None:
+    """The runtime the ``kaito.sh/runtime`` annotation forces, or None (vLLM, with fallback).
+
+    Raises:
+        ValueError: the annotation has another value.
+    """
+    value = (ws.metadata.annotations or {}).get(ANNOTATION_RUNTIME)
+    if value is None or value == "":
+        return None
+    runtime = _RUNTIMES.get(value.strip().lower())
+    if runtime is None:
+        raise ValueError(
+            f"{value!r} is not a runtime; use {RUNTIME_VLLM} or {RUNTIME_TRANSFORMERS}"
+        )
+    return runtime
+
+
+def validate_workspace(
+    ws: Mapping[str, Any],
+    old: Mapping[str, Any] | None = None,
+    *,
+    nap_enabled: bool = True,
+) -> list[FieldError]:
+    """Every problem with Workspace ``ws`` (an empty list when it is valid).
+
+    Args:
+        ws: The Workspace as a dict (manifest or API object), v1alpha1 or v1beta1.
+        old: The stored object on update.
+        nap_enabled: Nodes are auto-provisioned from ``resource.instanceType`` (False: the user
+            brings labelled nodes).
+    """
+    errors = list(validate_workspace_static(ws, old))
+    try:
+        new = parse_workspace(ws)
+    except WorkspaceInvalid:
+        return errors
+    previous: Workspace | None = None
+    if old is not None:
+        try:
+            previous = parse_workspace(old)
+        except WorkspaceInvalid:
+            previous = None
+    errors.extend(_catalog_errors(new, previous, nap_enabled=nap_enabled))
+    return errors
+
+
+def _catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -> list[FieldError]:
+    errors: list[FieldError] = []
+    try:
+        runtime = runtime_of(ws)
+    except ValueError as err:
+        errors.append(FieldError(_RUNTIME_FIELD, str(err)))
+        runtime = None
+    sku = _sku(ws, nap_enabled, errors)
+    preset = _preset(ws, errors)
+    if preset is None:
+        return errors
+    if ws.inference is not None:
+        errors.extend(_inference_errors(ws, preset, runtime))
+    if ws.tuning is not None:
+        method_errors = _tuning_method_errors(ws, preset)
+        errors.extend(method_errors)
+        if method_errors:
+            return errors
+    if sku is not None and _sizing_changed(ws, old) and not _bypassed(ws):
+        errors.extend(_fit_errors(ws, preset, sku, runtime))
+    return errors
+
+
+def _sku(ws: Workspace, nap_enabled: bool, errors: list[FieldError]) -> GpuSku | None:
+    name = ws.resource.instance_type
+    if not name:
+        if nap_enabled:
+            errors.append(
+                FieldError(
+                    _INSTANCE_TYPE,
+                    "required when node auto-provisioning is enabled: name a GPU VM size such "
+                    "as Standard_NC6s_v3, or disable auto-provisioning and label your own nodes",
+                )
+            )
+        return None
+    try:
+        sku = get_sku(name)
+    except SkuNotFound as err:
+        if nap_enabled:
+            known = ", ".join(s.name for s in all_skus(include_retired=False))
+            errors.append(FieldError(_INSTANCE_TYPE, f"{err}; supported: {known}"))
+        return None
+    if sku.retired and nap_enabled:
+        errors.append(
+            FieldError(
+                _INSTANCE_TYPE,
+                f"{sku.name} ({sku.gpu_model}) is retired and can no longer be provisioned; "
+                "choose a current GPU VM size",
+            )
+        )
+        return None
+    return sku
+
+
+def _preset(ws: Workspace, errors: list[FieldError]) -> Preset | None:
+    if ws.inference is not None:
+        if ws.inference.preset is None:
+            return None  # a template workspace: nothing to check in the catalog
+        field, name = "inference.preset.name", ws.inference.preset.name
+    elif ws.tuning is not None:
+        field, name = "tuning.preset.name", ws.tuning.preset.name
+    else:
+        return None
+    try:
+        return get_preset(name)
+    except PresetNotFound as err:
+        errors.append(FieldError(field, str(err)))
+        return None
+
+
+def _inference_errors(ws: Workspace, preset: Preset, runtime: Runtime | None) -> list[FieldError]:
+    assert ws.inference is not None
+    errors: list[FieldError] = []
+    if runtime is not None and runtime not in preset.runtimes:
+        errors.append(
+            FieldError(
+                _RUNTIME_FIELD,
+                f"{preset.name} cannot run on {runtime}; supported: {', '.join(preset.runtimes)}",
+            )
+        )
+    options = ws.inference.preset.preset_options if ws.inference.preset else None
+    if preset.needs_access_token and not (options and options.model_access_secret):
+        errors.append(
+            FieldError(
+                "inference.preset.presetOptions.modelAccessSecret",
+                f"{preset.hf_id} is a gated Hugging Face model: name a Secret with key HF_TOKEN "
+                "from an account that accepted its licence",
+            )
+        )
+    for index, adapter in enumerate(ws.inference.adapters or ()):
+        errors.extend(_adapter_errors(index, adapter, preset, runtime))
+    return errors
+
+
+def _adapter_errors(
+    index: int, adapter: AdapterSpec, preset: Preset, runtime: Runtime | None
+) -> list[FieldError]:
+    vllm = runtime in (None, "vllm") and "vllm" in preset.runtimes
+    errors: list[FieldError] = []
+    if vllm and not preset.supports_lora:
+        errors.append(
+            FieldError(
+                f"inference.adapters[{index}]",
+                f"vLLM does not support LoRA adapters for {preset.name}; set annotation "
+                f"{ANNOTATION_RUNTIME}: transformers or remove the adapter",
+            )
+        )
+    if vllm and adapter.strength is not None and float(adapter.strength) != 1.0:
+        errors.append(
+            FieldError(
+                f"inference.adapters[{index}].strength",
+                f"vLLM applies adapters at full strength, so only 1.0 is allowed (got "
+                f"{adapter.strength}); set annotation {ANNOTATION_RUNTIME}: transformers to "
+                "scale an adapter",
+            )
+        )
+    return errors
+
+
+def _sizing_changed(ws: Workspace, old: Workspace | None) -> bool:
+    if old is None:
+        return True
+    return (
+        _preset_name(ws) != _preset_name(old)
+        or ws.resource.instance_type != old.resource.instance_type
+        or (ws.metadata.annotations or {}).get(ANNOTATION_RUNTIME)
+        != (old.metadata.annotations or {}).get(ANNOTATION_RUNTIME)
+        or (
+            ws.tuning is not None
+            and old.tuning is not None
+            and ws.tuning.method != old.tuning.method
+        )
+    )
+
+
+def _preset_name(ws: Workspace) -> str | None:
+    if ws.inference is not None and ws.inference.preset is not None:
+        return ws.inference.preset.name
+    if ws.tuning is not None:
+        return ws.tuning.preset.name
+    return None
+
+
+def _bypassed(ws: Workspace) -> bool:
+    return ANNOTATION_BYPASS_RESOURCE_CHECKS in (ws.metadata.annotations or {})
+
+
+def _tuning_method_errors(ws: Workspace, preset: Preset) -> list[FieldError]:
+    assert ws.tuning is not None
+    method = str(ws.tuning.method).lower()
+    if method in preset.tuning_methods:
+        return []
+    if not preset.tuning_methods:
+        return [FieldError("tuning.preset.name", f"{preset.name} does not support tuning")]
+    supported = ", ".join(preset.tuning_methods)
+    return [
+        FieldError("tuning.method", f"{preset.name} does not support {method}; use {supported}")
+    ]
+
+
+def _fit_errors(
+    ws: Workspace, preset: Preset, sku: GpuSku, runtime: Runtime | None
+) -> list[FieldError]:
+    if ws.tuning is not None:
+        try:
+            estimate_tuning(preset, sku, str(ws.tuning.method))
+        except (DoesNotFit, TuningNotSupported) as err:
+            return [FieldError(_INSTANCE_TYPE, str(err))]
+        return []
+    if runtime is not None and runtime not in preset.runtimes:
+        return []  # already reported on the annotation
+    try:
+        estimate(preset, sku, runtime=runtime)
+    except DoesNotFit as err:
+        return [FieldError(_INSTANCE_TYPE, str(err))]
+    return []

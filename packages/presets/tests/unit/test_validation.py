@@ -1,0 +1,292 @@
+"""Catalog-aware Workspace validation: quick starts pass, catalog mistakes are field errors."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kaito_api.testing.cases import (
+    INVALID_CREATES,
+    VALID_UPDATES,
+    InvalidCase,
+    UpdateCase,
+    quickstart_adapter,
+    quickstart_inference,
+    quickstart_tuning,
+)
+from kaito_presets.validation import FieldError, validate_workspace
+
+QUICKSTARTS = [quickstart_inference, quickstart_adapter, quickstart_tuning]
+
+
+def _fields(errors: list[FieldError]) -> list[str]:
+    return [e.field for e in errors]
+
+
+@pytest.mark.parametrize("version", ["v1alpha1", "v1beta1"])
+@pytest.mark.parametrize("build", QUICKSTARTS, ids=lambda f: f.__name__)
+def test_quickstarts_are_accepted(build: Callable[[str], dict[str, Any]], version: str) -> None:
+    assert validate_workspace(build(version)) == []
+
+
+def test_quickstart_with_phi3_mini_128k_and_4k_tuning_accepted() -> None:
+    ws = quickstart_tuning()
+    ws["tuning"]["preset"]["name"] = "phi-3-mini-4k-instruct"
+    assert validate_workspace(ws) == []
+    ws = quickstart_inference()
+    ws["inference"]["preset"]["name"] = "phi-3-mini-128k-instruct"
+    assert validate_workspace(ws) == []
+
+
+@pytest.mark.parametrize("case", INVALID_CREATES, ids=lambda c: c.id)
+def test_static_errors_are_kept(case: InvalidCase) -> None:
+    errors = validate_workspace(case.obj)
+    assert any(e.field.startswith(case.field) for e in errors), errors
+
+
+# kaito-api's table treats strength 0.5 as a valid update (it is, without the catalog); under the
+# default vLLM runtime the catalog-aware rule refuses strength != 1, tested below.
+_VLLM_STRENGTH = "adapter-strength-changed"
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in VALID_UPDATES if c.id != _VLLM_STRENGTH], ids=lambda c: c.id
+)
+def test_valid_updates_stay_valid(case: UpdateCase) -> None:
+    assert validate_workspace(case.new, case.old) == []
+
+
+def test_strength_update_is_refused_under_vllm_and_accepted_under_transformers() -> None:
+    (case,) = [c for c in VALID_UPDATES if c.id == _VLLM_STRENGTH]
+    assert _fields(validate_workspace(case.new, case.old)) == ["inference.adapters[0].strength"]
+    old, new = copy.deepcopy(case.old), copy.deepcopy(case.new)
+    for obj in (old, new):
+        obj["metadata"]["annotations"] = {"kaito.sh/runtime": "transformers"}
+    assert validate_workspace(new, old) == []
+
+
+def _with(build: Callable[[], dict[str, Any]], **changes: Any) -> dict[str, Any]:
+    obj = build()
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = obj
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return obj
+
+
+INVALID: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "unknown-preset",
+        _with(quickstart_inference, inference__preset__name="phi-3-mini-4k"),
+        "inference.preset.name",
+        "did you mean 'phi-3-mini-4k-instruct'",
+    ),
+    (
+        "hf-id-not-in-catalog",
+        _with(quickstart_inference, inference__preset__name="someorg/some-model"),
+        "inference.preset.name",
+        "unknown preset 'someorg/some-model'",
+    ),
+    (
+        "deprecated-preset",
+        _with(quickstart_inference, inference__preset__name="phi-2"),
+        "inference.preset.name",
+        "deprecated",
+    ),
+    (
+        "unknown-sku-with-nap",
+        _with(quickstart_inference, resource__instanceType="Standard_NC6s_v9"),
+        "resource.instanceType",
+        "unknown GPU instance type 'Standard_NC6s_v9'; did you mean 'Standard_NC6s_v3'",
+    ),
+    (
+        "missing-sku-with-nap",
+        _with(quickstart_inference, resource__instanceType=None),
+        "resource.instanceType",
+        "required when node auto-provisioning is enabled",
+    ),
+    (
+        "retired-sku",
+        _with(quickstart_inference, resource__instanceType="Standard_NC6"),
+        "resource.instanceType",
+        "retired",
+    ),
+    (
+        "sku-too-small",
+        _with(
+            quickstart_inference,
+            inference__preset__name="qwen2.5-coder-32b-instruct",
+            resource__instanceType="Standard_NC4as_T4_v3",
+            metadata__annotations={"kaito.sh/runtime": "transformers"},
+        ),
+        "resource.instanceType",
+        # 61.03 + 2.3 + 4096 * 262144 B (1 GiB) = 64.33 needed, T4 has 15.0 GiB (13.5 usable)
+        "needs 64.3 GiB",
+    ),
+    (
+        "gpt-oss-on-t4",
+        _with(
+            quickstart_inference,
+            inference__preset__name="gpt-oss-20b",
+            resource__instanceType="Standard_NC4as_T4_v3",
+        ),
+        "resource.instanceType",
+        "needs compute capability >= 8.0",
+    ),
+    (
+        "bad-runtime-annotation",
+        _with(quickstart_inference, metadata__annotations={"kaito.sh/runtime": "tensorrt"}),
+        "metadata.annotations[kaito.sh/runtime]",
+        "'tensorrt' is not a runtime",
+    ),
+    (
+        "runtime-not-supported-by-preset",
+        _with(
+            quickstart_inference,
+            inference__preset__name="gpt-oss-20b",
+            resource__instanceType="Standard_NC24ads_A100_v4",
+            metadata__annotations={"kaito.sh/runtime": "transformers"},
+        ),
+        "metadata.annotations[kaito.sh/runtime]",
+        "cannot run on transformers",
+    ),
+    (
+        "gated-model-without-secret",
+        _with(
+            quickstart_inference,
+            inference__preset__name="llama-3.1-8b-instruct",
+            resource__instanceType="Standard_NC24ads_A100_v4",
+        ),
+        "inference.preset.presetOptions.modelAccessSecret",
+        "gated",
+    ),
+    (
+        "adapter-strength-under-vllm",
+        _with(
+            quickstart_adapter,
+            inference__adapters=[
+                {"source": {"name": "a", "image": "registry.local:5000/a:1"}, "strength": "0.5"}
+            ],
+        ),
+        "inference.adapters[0].strength",
+        "only 1.0 is allowed",
+    ),
+    (
+        "adapter-on-falcon-vllm",
+        _with(
+            quickstart_adapter,
+            inference__preset__name="falcon-7b",
+            resource__instanceType="Standard_NC24ads_A100_v4",
+        ),
+        "inference.adapters[0]",
+        "vLLM does not support LoRA adapters for falcon-7b",
+    ),
+    (
+        "tuning-unsupported-preset",
+        _with(quickstart_tuning, tuning__preset__name="llama-3.1-8b-instruct"),
+        "tuning.preset.name",
+        "does not support tuning",
+    ),
+    (
+        "tuning-too-small",
+        _with(
+            quickstart_tuning,
+            tuning__preset__name="qwen2.5-coder-32b-instruct",
+            tuning__method="lora",
+        ),
+        "resource.instanceType",
+        "lora tuning of qwen2.5-coder-32b-instruct needs",
+    ),
+    (
+        "tuning-on-pascal",
+        _with(quickstart_tuning, resource__instanceType="Standard_NC6s_v2"),
+        "resource.instanceType",
+        "retired",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("obj", "field", "text"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
+def test_catalog_errors(obj: dict[str, Any], field: str, text: str) -> None:
+    errors = validate_workspace(obj)
+    matching = [e for e in errors if e.field == field]
+    assert matching, errors
+    assert any(text in e.message for e in matching), matching
+
+
+def test_too_small_message_suggests_skus_that_fit() -> None:
+    ws = _with(
+        quickstart_inference,
+        inference__preset__name="llama-3.3-70b-instruct",
+        inference__preset__presetOptions={"modelAccessSecret": "hf-token"},
+        resource__instanceType="Standard_NC6s_v3",
+    )
+    (error,) = validate_workspace(ws)
+    assert error.field == "resource.instanceType"
+    assert "needs 135.0 GiB" in error.message
+    assert "1 x 15.8 GiB V100 (14.2 GiB usable per GPU at 90%)" in error.message
+    assert "instance types that fit: Standard_NC48ads_A100_v4" in error.message
+
+
+def test_bring_your_own_nodes_needs_no_instance_type() -> None:
+    ws = _with(quickstart_inference, resource__instanceType=None)
+    assert validate_workspace(ws, nap_enabled=False) == []
+    # An instance type nobody knows is fine for BYO: the controller checks the nodes' labels.
+    ws = _with(quickstart_inference, resource__instanceType="Custom_GPU_Box")
+    assert validate_workspace(ws, nap_enabled=False) == []
+    # A known one is still sized (70B does not fit in 8 nodes of one V100: 131.42 / 8 > 14.2).
+    ws = _with(
+        quickstart_inference,
+        inference__preset__name="llama-3.3-70b-instruct",
+        inference__preset__presetOptions={"modelAccessSecret": "hf-token"},
+        resource__instanceType="Standard_NC6s_v3",
+    )
+    assert _fields(validate_workspace(ws, nap_enabled=False)) == ["resource.instanceType"]
+
+
+def test_bypass_annotation_skips_the_memory_check() -> None:
+    ws = _with(
+        quickstart_inference,
+        inference__preset__name="llama-3.3-70b-instruct",
+        inference__preset__presetOptions={"modelAccessSecret": "hf-token"},
+        metadata__annotations={"kaito.sh/bypass-resource-checks": ""},
+    )
+    assert validate_workspace(ws) == []
+
+
+def test_update_does_not_resize_when_nothing_sizing_related_changed() -> None:
+    old = _with(
+        quickstart_inference,
+        inference__preset__name="llama-3.3-70b-instruct",
+        inference__preset__presetOptions={"modelAccessSecret": "hf-token"},
+    )
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = {"team": "a"}
+    # Creating it is refused (too small) ...
+    assert _fields(validate_workspace(old)) == ["resource.instanceType"]
+    # ... but an object already stored (e.g. before a catalog change) can still be edited.
+    assert validate_workspace(new, old) == []
+
+
+def test_update_changing_preset_reports_immutability_once_from_static_rules() -> None:
+    old = quickstart_inference()
+    new = _with(quickstart_inference, inference__preset__name="phi-3-mini-128k-instruct")
+    fields = _fields(validate_workspace(new, old))
+    assert "inference.preset" in fields
+
+
+def test_template_workspace_only_checks_the_sku() -> None:
+    ws = quickstart_inference()
+    ws["inference"] = {"template": {"spec": {"containers": [{"name": "x", "image": "x"}]}}}
+    assert validate_workspace(ws) == []
+    ws["resource"]["instanceType"] = "Standard_Nope"
+    assert _fields(validate_workspace(ws)) == ["resource.instanceType"]
