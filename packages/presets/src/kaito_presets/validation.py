@@ -11,8 +11,8 @@ Rules that differ from KAITO on purpose:
 
 * Every SKU is checked against the catalog, also for vLLM (KAITO skips the memory check for
   NAP + vLLM, and lets any unknown ``Standard_N*`` name through to fail later in the estimator).
-* ``strength`` other than 1 is refused under vLLM (it applies adapters at full strength), but
-  ``strength: "1.0"``, as in the quick start, is accepted.
+* ``strength`` is accepted under vLLM too (KAITO refuses any strength there): the inference
+  server scales the adapter's ``lora_B`` weights into a copy before registering it.
 * Tuning support and tuning memory are checked (KAITO checks neither).
 * On update, the sizing checks run only when the preset, instance type or runtime changed, so a
   catalog update never blocks edits to adapters of a running Workspace.
@@ -32,7 +32,7 @@ from kaito_api.labels import (
     RUNTIME_TRANSFORMERS,
     RUNTIME_VLLM,
 )
-from kaito_api.v1beta1 import AdapterSpec, Workspace
+from kaito_api.v1beta1 import Workspace
 from kaito_api.validation import (
     FieldError,
     WorkspaceInvalid,
@@ -188,14 +188,12 @@ def _inference_errors(ws: Workspace, preset: Preset, runtime: Runtime | None) ->
                 "from an account that accepted its licence",
             )
         )
-    for index, adapter in enumerate(ws.inference.adapters or ()):
-        errors.extend(_adapter_errors(index, adapter, preset, runtime))
+    for index in range(len(ws.inference.adapters or ())):
+        errors.extend(_adapter_errors(index, preset, runtime))
     return errors
 
 
-def _adapter_errors(
-    index: int, adapter: AdapterSpec, preset: Preset, runtime: Runtime | None
-) -> list[FieldError]:
+def _adapter_errors(index: int, preset: Preset, runtime: Runtime | None) -> list[FieldError]:
     vllm = runtime in (None, "vllm") and "vllm" in preset.runtimes
     errors: list[FieldError] = []
     if vllm and not preset.supports_lora:
@@ -204,15 +202,6 @@ def _adapter_errors(
                 f"inference.adapters[{index}]",
                 f"vLLM does not support LoRA adapters for {preset.name}; set annotation "
                 f"{ANNOTATION_RUNTIME}: transformers or remove the adapter",
-            )
-        )
-    if vllm and adapter.strength is not None and float(adapter.strength) != 1.0:
-        errors.append(
-            FieldError(
-                f"inference.adapters[{index}].strength",
-                f"vLLM applies adapters at full strength, so only 1.0 is allowed (got "
-                f"{adapter.strength}); set annotation {ANNOTATION_RUNTIME}: transformers to "
-                "scale an adapter",
             )
         )
     return errors
