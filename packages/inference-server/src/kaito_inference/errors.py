@@ -9,6 +9,7 @@ whose trace goes to the log, never to the client.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -99,12 +100,25 @@ def error_response(exc: OpenAIError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status_code)
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "body"})
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _is_field(part: object) -> bool:
+    # pydantic puts union branch tags ("str", "list[int]", "function-after[...]") in error
+    # locations; clients want the field path only.
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return text not in _TYPE_TAGS and bool(_FIELD.match(text))
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
         return "invalid request body", None
     first = errors[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in first.get("loc", ()) if _is_field(p)]
     param = ".".join(loc) or None
     msg = str(first.get("msg", "invalid value"))
     if first.get("type") == "json_invalid":

@@ -12,7 +12,14 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 MAX_N = 8
 MAX_STOP = 4
@@ -127,6 +134,10 @@ class ChatCompletionRequest(_SamplingFields):
         """``max_completion_tokens`` (new name) or ``max_tokens`` (old name)."""
         return self.max_completion_tokens or self.max_tokens
 
+    def default_max_tokens(self) -> int | None:
+        """Without a limit, chat generates until the context is full (as OpenAI)."""
+        return None
+
 
 PromptTokens = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
@@ -142,9 +153,20 @@ class CompletionRequest(_SamplingFields):
     logprobs: int | None = Field(None, ge=0, le=5)
     suffix: str | None = None
 
+    # Used when max_tokens is not given, capped by the room left in the context (OpenAI: 16).
+    _default_max_tokens: int = PrivateAttr(16)
+
     def token_limit(self) -> int | None:
-        """``max_tokens``; OpenAI's default for completions is 16."""
-        return self.max_tokens if self.max_tokens is not None else 16
+        """``max_tokens`` as given (None: use ``default_max_tokens``)."""
+        return self.max_tokens
+
+    def default_max_tokens(self) -> int | None:
+        return self._default_max_tokens
+
+    def with_default_max_tokens(self, value: int) -> CompletionRequest:
+        """A copy whose default ``max_tokens`` (when not given) is ``value``."""
+        self._default_max_tokens = value
+        return self
 
 
 class LegacyChatRequest(_Request):

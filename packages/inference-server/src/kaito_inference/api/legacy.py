@@ -32,16 +32,17 @@ def to_completion(body: LegacyChatRequest, model: str) -> CompletionRequest:
     do_sample = body.do_sample if body.do_sample is not None else kw.get("do_sample", True)
     temperature = body.temperature if body.temperature is not None else kw.get("temperature")
     try:
-        return CompletionRequest(
+        request = CompletionRequest(
             model=model,
             prompt=body.prompt,
-            max_tokens=max_new or body.max_length or DEFAULT_MAX_NEW_TOKENS,
+            max_tokens=max_new or body.max_length,
             temperature=0.0 if do_sample is False else temperature,
             top_p=body.top_p if body.top_p is not None else kw.get("top_p"),
             seed=body.seed,
         )
     except ValueError as err:
         raise BadRequest(f"invalid generation arguments: {err}", param="generate_kwargs") from err
+    return request.with_default_max_tokens(DEFAULT_MAX_NEW_TOKENS)
 
 
 @router.post("/chat", response_model=LegacyChatResponse, responses=ERROR_RESPONSES)

@@ -117,7 +117,9 @@ class TextGenerationBackend(ABC):
         if not self._ready:
             raise NotReady("the model is still loading; retry when GET /health answers 200")
 
-    def _budget(self, prompt_len: int, requested: int | None, param: str) -> int:
+    def _budget(
+        self, prompt_len: int, requested: int | None, param: str, default: int | None = None
+    ) -> int:
         ctx = self.context_length()
         if prompt_len >= ctx:
             raise ContextLengthExceeded(
@@ -126,7 +128,8 @@ class TextGenerationBackend(ABC):
                 param=param,
             )
         if requested is None:
-            return ctx - prompt_len
+            room = ctx - prompt_len
+            return room if default is None else min(room, default)
         if prompt_len + requested > ctx:
             raise ContextLengthExceeded(
                 f"this model's maximum context length is {ctx} tokens, but {prompt_len + requested}"
@@ -327,7 +330,10 @@ class TextGenerationBackend(ABC):
                 raise BadRequest(
                     f"prompt token ids must be below the vocabulary size {vocab}", param="prompt"
                 )
-        budgets = [self._budget(len(ids), req.token_limit(), "prompt") for ids in prompts]
+        budgets = [
+            self._budget(len(ids), req.token_limit(), "prompt", req.default_max_tokens())
+            for ids in prompts
+        ]
         stats.prompt_tokens = sum(len(ids) for ids in prompts) * req.n
         if req.stream:
             return self._complete_stream(req, prompts, budgets, adapter, stats)
