@@ -70,20 +70,29 @@ def runtime_of(ws: Workspace) -> Runtime | None:
     return runtime
 
 
+def _as_dict(obj: Mapping[str, Any] | Workspace) -> Mapping[str, Any]:
+    if isinstance(obj, Workspace):
+        return obj.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return obj
+
+
 def validate_workspace(
-    ws: Mapping[str, Any],
-    old: Mapping[str, Any] | None = None,
+    ws: Mapping[str, Any] | Workspace,
+    old: Mapping[str, Any] | Workspace | None = None,
     *,
     nap_enabled: bool = True,
 ) -> list[FieldError]:
     """Every problem with Workspace ``ws`` (an empty list when it is valid).
 
     Args:
-        ws: The Workspace as a dict (manifest or API object), v1alpha1 or v1beta1.
-        old: The stored object on update.
+        ws: The Workspace as a dict (manifest or API object), v1alpha1 or v1beta1, or an
+            already parsed kaito-api ``Workspace``.
+        old: The stored object on update (same forms).
         nap_enabled: Nodes are auto-provisioned from ``resource.instanceType`` (False: the user
             brings labelled nodes).
     """
+    ws = _as_dict(ws)
+    old = None if old is None else _as_dict(old)
     errors = list(validate_workspace_static(ws, old))
     try:
         new = parse_workspace(ws)

@@ -270,3 +270,14 @@ def test_template_workspace_only_checks_the_sku() -> None:
     assert validate_workspace(ws) == []
     ws["resource"]["instanceType"] = "Standard_Nope"
     assert _fields(validate_workspace(ws)) == ["resource.instanceType"]
+
+
+def test_parsed_workspace_models_are_accepted_too() -> None:
+    from kaito_api.validation import parse_workspace
+
+    assert validate_workspace(parse_workspace(quickstart_adapter("v1alpha1"))) == []
+    old = parse_workspace(quickstart_inference())
+    bad = _with(quickstart_inference, inference__preset__name="phi-3-mini-4k")
+    # Unknown preset, and (static rule) the preset changed on update.
+    fields = _fields(validate_workspace(bad, old))
+    assert "inference.preset.name" in fields and "inference.preset" in fields
