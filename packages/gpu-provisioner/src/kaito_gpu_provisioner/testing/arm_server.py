@@ -138,6 +138,7 @@ class _State:
     faults: list[Fault] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     by_pool: Counter[str] = field(default_factory=Counter)
+    puts: Counter[str] = field(default_factory=Counter)
 
 
 class ArmServer:
@@ -212,6 +213,7 @@ class ArmServer:
                 "requests": dict(self._state.requests),
                 "total": sum(self._state.requests.values()),
                 "by_pool": dict(self._state.by_pool),
+                "puts": dict(self._state.puts),
                 "pools": {
                     k[3]: v["properties"]["provisioningState"] for k, v in self._state.pools.items()
                 },
@@ -251,6 +253,8 @@ class ArmServer:
             self._state.requests[f"{method} {'pool' if key[3] else 'list'}"] += 1
             if key[3]:
                 self._state.by_pool[key[3]] += 1
+                if method == "PUT":
+                    self._state.puts[key[3]] += 1
             fault = self._take_fault(method, key[3], stage="sync")
         if fault is not None:
             return self._fault_reply(fault, key, body)
