@@ -389,8 +389,9 @@ def fitting_plans(
     context_length: int | None = None,
     max_nodes: int = DEFAULT_MAX_NODES,
 ) -> list[GpuPlan]:
-    """A plan for every orderable SKU (of ``cloud``; all clouds if None) that fits, cheapest
-    first (price of all nodes, then fewer nodes, then name)."""
+    """A plan for every orderable SKU (of ``cloud``; all clouds if None) that fits, best first:
+    single-node plans before multi-node ones (a pipeline over many small VMs is slow and
+    fragile even when its list price is lower), then by price of all nodes, node count, name."""
     p = _resolve(preset)
     runtimes: tuple[Runtime, ...] = (runtime,) if runtime else ("vllm", "transformers")
     plans: list[GpuPlan] = []
@@ -400,7 +401,10 @@ def fitting_plans(
             if plan is not None:
                 plans.append(plan)
                 break
-    return sorted(plans, key=lambda pl: (pl.price_per_hour_usd, pl.node_count, pl.sku.name))
+    return sorted(
+        plans,
+        key=lambda pl: (pl.node_count > 1, pl.price_per_hour_usd, pl.node_count, pl.sku.name),
+    )
 
 
 def cheapest_fitting_sku(
@@ -411,7 +415,8 @@ def cheapest_fitting_sku(
     context_length: int | None = None,
     max_nodes: int = DEFAULT_MAX_NODES,
 ) -> GpuPlan:
-    """The plan on the cheapest orderable SKU of ``cloud`` that fits.
+    """The plan on the cheapest orderable SKU of ``cloud`` that fits on one node (or, if none
+    does, the cheapest multi-node plan).
 
     Raises:
         DoesNotFit: no SKU of that cloud fits.

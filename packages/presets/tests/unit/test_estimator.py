@@ -171,12 +171,26 @@ def test_cheapest_sku() -> None:
     assert estimate("llama-3.3-70b-instruct", None).sku.name == "Standard_NC48ads_A100_v4"
 
 
-def test_fitting_plans_are_sorted_by_price_and_skip_retired() -> None:
+def test_fitting_plans_are_sorted_single_node_first_then_price_and_skip_retired() -> None:
     plans = fitting_plans("phi-3-mini-4k-instruct", cloud=None)
-    prices = [p.price_per_hour_usd for p in plans]
-    assert prices == sorted(prices)
+    keys = [(p.node_count > 1, p.price_per_hour_usd) for p in plans]
+    assert keys == sorted(keys)
     assert not any(p.sku.retired for p in plans)
     assert {p.sku.cloud for p in plans} == {"azure", "aws"}
+
+
+def test_cheapest_prefers_one_node_over_a_cheaper_pipeline_of_small_vms() -> None:
+    # qwen2.5-coder-32b (61.03 GiB): six NC4as_T4_v3 (6 * 0.526 = 3.156 $/h) would hold it as a
+    # 6-stage pipeline (61.03 / 6 + 2.3 + 4096 * 2*8*128*11*2 B = 12.64 <= 13.5), but one
+    # NC24ads_A100_v4 (3.673 $/h) holds it alone: 61.03 + 2.3 + 4096 * 262144 B (1 GiB) = 64.33.
+    plan = cheapest_fitting_sku("qwen2.5-coder-32b-instruct")
+    assert (plan.sku.name, plan.node_count) == ("Standard_NC24ads_A100_v4", 1)
+    assert plan.required_gib == pytest.approx(64.33)
+    t4 = estimate("qwen2.5-coder-32b-instruct", "Standard_NC4as_T4_v3")
+    assert (t4.node_count, t4.pipeline_parallel_size) == (6, 6)
+    assert t4.price_per_hour_usd == pytest.approx(6 * 0.526)
+    # llama-3.1-8b: one A10 (3.20 $/h): 14.96 + 2.3 + 0.5 = 17.76 <= 20.24.
+    assert cheapest_fitting_sku("llama-3.1-8b-instruct").sku.name == "Standard_NV36ads_A10_v5"
 
 
 def test_unknown_names_raise_lookup_errors() -> None:
