@@ -28,7 +28,9 @@ def configure_logging(settings: ControllerSettings) -> None:
         else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
-    logging.getLogger("kopf").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    # kopf logs every handled watch event at INFO; ours are a few lines each, keep them quiet.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,11 @@ def register(registry: kopf.OperatorRegistry, settings: ControllerSettings) -> N
 
 
 def _register_lifecycle(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster token or $KUBECONFIG, through the kubernetes package (as our own client).
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime = memo.runtime

@@ -60,13 +60,12 @@ class RealKubeClient:
         content_type: str = "application/json",
     ) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        payload = json.dumps(body) if body is not None else None
         request = self._api.param_serialize(
             method,
             path,
             query_params=query or [],
             header_params=headers,
-            body=payload,
+            body=body,  # the REST layer JSON-encodes it (also for apply-patch+yaml)
             auth_settings=["BearerToken"],
         )
         try:

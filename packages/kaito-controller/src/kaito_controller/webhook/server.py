@@ -84,7 +84,7 @@ class CertManager:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.certfile.exists() and self.certfile.read_bytes() == bundle.cert_pem:
             return
-        tmp_key, tmp_cert = self.keyfile.with_suffix(".tmp"), self.certfile.with_suffix(".tmp")
+        tmp_key, tmp_cert = self.dir / "tls.key.tmp", self.dir / "tls.crt.tmp"
         tmp_key.write_bytes(bundle.key_pem)
         tmp_key.chmod(0o600)
         tmp_cert.write_bytes(bundle.cert_pem)
