@@ -269,11 +269,24 @@ def test_nodeclaim_admitted_round_trips_and_spec_is_immutable(kubectl: Kubectl, 
         kubectl("delete", "nodeclaim", name, "--wait=false", check=False)
 
 
-def test_nodeclaim_in_without_values_rejected(kubectl: Kubectl, crds: None):
+@pytest.mark.parametrize(
+    ("requirement", "message"),
+    [
+        ({"key": "node.kubernetes.io/instance-type", "operator": "In", "values": []}, "values"),
+        ({"key": "kubernetes.io/hostname", "operator": "Exists"}, "kubernetes.io/hostname"),
+        ({"key": "karpenter.sh/custom", "operator": "Exists"}, '"karpenter.sh" is restricted'),
+        ({"key": "x", "operator": "Gt", "values": ["a"]}, "single non-negative integer"),
+    ],
+    ids=["in-without-values", "hostname", "karpenter-domain", "gt-not-integer"],
+)
+def test_invalid_nodeclaim_requirement_rejected(
+    requirement: dict[str, Any], message: str, kubectl: Kubectl, crds: None
+):
     obj = _nodeclaim(f"e2e-nodeclaim-{secrets.token_hex(3)}")
-    obj["spec"]["requirements"][0]["values"] = []
+    obj["spec"]["requirements"][0] = requirement
 
     result = kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(obj), check=False)
 
     assert result.returncode != 0
-    assert "spec.requirements[0].values" in result.stderr
+    assert "spec.requirements[0]" in result.stderr
+    assert message in result.stderr

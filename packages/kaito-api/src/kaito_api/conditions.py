@@ -115,6 +115,9 @@ class Condition(BaseModel):
         serialize_by_alias=True,
         extra="forbid",
         use_enum_values=True,
+        # The API server (like metav1 and Karpenter) requires lastTransitionTime; in Python it
+        # may be left out of a new condition because set_condition fills it in.
+        json_schema_extra={"required": ["type", "status", "lastTransitionTime"]},
     )
 
     type: str = Field(

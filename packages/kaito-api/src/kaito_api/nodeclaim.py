@@ -10,14 +10,14 @@ because a real Karpenter may write more.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
 from kaito_api.conditions import Condition, ConditionStatus, NodeClaimConditionType
 from kaito_api.objectmeta import ObjectMeta
 from kaito_api.rules import ApiModel, Rule
-from kaito_api.types import Quantity, Time
+from kaito_api.types import LabelKey, LabelValue, Quantity, Time
 
 __all__ = [
     "API_VERSION",
@@ -49,19 +49,61 @@ class _KarpenterModel(ApiModel):
 class NodeClassReference(_KarpenterModel):
     """The provider-specific node class the claim is for (KAITO: kaito.sh/KaitoNodeClass)."""
 
-    group: str = Field(min_length=1, max_length=253, description="API group of the node class.")
+    group: str = Field(
+        min_length=1, max_length=253, pattern=r"^[^/]*$", description="API group of the node class."
+    )
     kind: str = Field(min_length=1, max_length=63, description="Kind of the node class.")
     name: str = Field(min_length=1, max_length=253, description="Name of the node class.")
+
+
+# Label domains Karpenter reserves in requirement keys, with the well-known exceptions.
+WELL_KNOWN_KUBERNETES_KEYS = (
+    "beta.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "node.kubernetes.io/instance-type",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "node.kubernetes.io/windows-build",
+)
+WELL_KNOWN_KARPENTER_KEYS = ("karpenter.sh/capacity-type", "karpenter.sh/nodepool")
+
+
+def _domain_ends_with(key: str, suffix: str) -> bool:
+    """Whether the part of ``key`` before the first '/' ends with ``suffix``."""
+    return key.split("/", 1)[0].endswith(suffix)
+
+
+def _domain_cel(suffix: str) -> str:
+    """CEL twin of :func:`_domain_ends_with` (a regex on the part before the first '/')."""
+    return "self.key.matches('^[^/]*" + suffix.replace(".", "\\\\.") + "(/|$)')"
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+def _kubernetes_domain_ok(key: str) -> bool:
+    return (
+        key in WELL_KNOWN_KUBERNETES_KEYS
+        or _domain_ends_with(key, "node.kubernetes.io")
+        or _domain_ends_with(key, "node-restriction.kubernetes.io")
+        or not _domain_ends_with(key, "kubernetes.io")
+    )
 
 
 class NodeSelectorRequirementWithMinValues(_KarpenterModel):
     """A scheduling requirement on node labels, e.g. instance-type In [Standard_NC6s_v3]."""
 
-    key: str = Field(min_length=1, max_length=316, description="The label key.")
+    key: LabelKey = Field(description="The label key.")
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"] = Field(
         description="In, NotIn, Exists, DoesNotExist, Gt or Lt."
     )
-    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+    values: list[LabelValue] | None = Field(
         default=None,
         max_length=64,
         description="Values; In needs at least one, Gt/Lt exactly one integer.",
@@ -96,14 +138,61 @@ class NodeSelectorRequirementWithMinValues(_KarpenterModel):
                 or (s.values is not None and len(s.values) == 1 and s.values[0].isdigit())
             ),
         ),
+        Rule(
+            cel=(
+                "self.operator != 'In' || !has(self.minValues) || "
+                "(has(self.values) && self.values.size() >= self.minValues)"
+            ),
+            message="requirements with minValues must have at least that many values",
+            field="minValues",
+            check=lambda s: (
+                s.operator != "In" or s.min_values is None or len(s.values or ()) >= s.min_values
+            ),
+        ),
+        Rule(
+            cel=(
+                f"self.key in {_cel_list(WELL_KNOWN_KUBERNETES_KEYS)} || "
+                f"{_domain_cel('node.kubernetes.io')} || "
+                f"{_domain_cel('node-restriction.kubernetes.io')} || "
+                f"!{_domain_cel('kubernetes.io')}"
+            ),
+            message='label domain "kubernetes.io" is restricted in key',
+            field="key",
+            check=lambda s: _kubernetes_domain_ok(s.key),
+        ),
+        Rule(
+            cel=f"{_domain_cel('kops.k8s.io')} || !{_domain_cel('k8s.io')}",
+            message='label domain "k8s.io" is restricted in key',
+            field="key",
+            check=lambda s: (
+                _domain_ends_with(s.key, "kops.k8s.io") or not _domain_ends_with(s.key, "k8s.io")
+            ),
+        ),
+        Rule(
+            cel=(
+                f"self.key in {_cel_list(WELL_KNOWN_KARPENTER_KEYS)} || "
+                f"!{_domain_cel('karpenter.sh')}"
+            ),
+            message='label domain "karpenter.sh" is restricted in key',
+            field="key",
+            check=lambda s: (
+                s.key in WELL_KNOWN_KARPENTER_KEYS or not _domain_ends_with(s.key, "karpenter.sh")
+            ),
+        ),
+        Rule(
+            cel="self.key != 'kubernetes.io/hostname'",
+            message='label "kubernetes.io/hostname" is restricted in key',
+            field="key",
+            check=lambda s: s.key != "kubernetes.io/hostname",
+        ),
     )
 
 
 class Taint(_KarpenterModel):
     """A node taint, e.g. ``sku=gpu:NoSchedule``."""
 
-    key: str = Field(min_length=1, max_length=316, description="Taint key.")
-    value: str | None = Field(default=None, max_length=63, description="Taint value.")
+    key: LabelKey = Field(description="Taint key.")
+    value: LabelValue | None = Field(default=None, description="Taint value.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field(
         description="NoSchedule, PreferNoSchedule or NoExecute."
     )

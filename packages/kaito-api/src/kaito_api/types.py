@@ -20,12 +20,14 @@ __all__ = [
     "DNS_LABEL_PATTERN",
     "DNS_SUBDOMAIN_PATTERN",
     "IMAGE_REFERENCE_PATTERN",
+    "LABEL_KEY_PATTERN",
     "LABEL_VALUE_PATTERN",
     "QUALIFIED_NAME_PATTERN",
     "QUANTITY_PATTERN",
     "DNSLabel",
     "DNSSubdomain",
     "ImageReference",
+    "LabelKey",
     "LabelValue",
     "Quantity",
     "Time",
@@ -42,6 +44,11 @@ DNS_SUBDOMAIN_MAX = 253
 # A label value may be empty; otherwise alphanumeric at both ends with - _ . inside.
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
 LABEL_VALUE_MAX = 63
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
+)
+LABEL_KEY_MAX = 316
 # The name part of a label key ("app" in "example.com/app").
 QUALIFIED_NAME_PATTERN = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$"
 # docker/distribution reference grammar, simplified: optional registry host[:port], lower-case
@@ -102,6 +109,18 @@ def _dns_subdomain(value: str) -> str:
             "'{value}' is not a valid Kubernetes object name: use at most 253 lower-case letters, "
             "digits, '-' and '.', starting and ending with a letter or digit (a DNS-1123 "
             "subdomain, e.g. 'registry-push-secret')",
+            {"value": value},
+        )
+    return value
+
+
+def _label_key(value: str) -> str:
+    if len(value) > LABEL_KEY_MAX or not is_label_key(value):
+        raise PydanticCustomError(
+            "label_key",
+            "'{value}' is not a valid label key: use [prefix/]name with a name of at most 63 "
+            "letters, digits, '-', '_' and '.' (starting and ending with a letter or digit) and "
+            "a DNS subdomain prefix, e.g. 'node.kubernetes.io/instance-type'",
             {"value": value},
         )
     return value
@@ -173,6 +192,16 @@ DNSSubdomain = Annotated[
     ),
 ]
 """A DNS-1123 subdomain: Secret, ConfigMap and Node names."""
+
+LabelKey = Annotated[
+    str,
+    AfterValidator(_label_key),
+    WithJsonSchema(
+        {"type": "string", "maxLength": LABEL_KEY_MAX, "pattern": LABEL_KEY_PATTERN},
+        mode="validation",
+    ),
+]
+"""A label (or taint) key: ``[prefix/]name``."""
 
 LabelValue = Annotated[
     str,

@@ -162,3 +162,56 @@ def test_labels_and_status_may_change(nodeclaim_crd):
 
     assert transition_errors(NodeClaim.model_validate(new), NodeClaim.model_validate(old)) == []
     assert admission_for(nodeclaim_crd, "v1").errors(new, old) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "allowed"),
+    [
+        ("node.kubernetes.io/instance-type", True),
+        ("kubernetes.io/os", True),
+        ("karpenter.sh/nodepool", True),
+        ("karpenter.azure.com/sku-name", True),
+        ("kaito.sh/workspace", True),
+        ("kops.k8s.io/instancegroup", True),
+        ("apps", True),
+        ("kubernetes.io/hostname", False),
+        ("example.kubernetes.io/team", False),
+        ("karpenter.sh/custom", False),
+        ("foo.k8s.io/x", False),
+    ],
+)
+def test_requirement_keys_follow_karpenter_domain_rules(key, allowed, nodeclaim_crd):
+    obj = kaito_nodeclaim()
+    obj["spec"]["requirements"].append({"key": key, "operator": "Exists"})
+
+    crd_errors = admission_for(nodeclaim_crd, "v1").errors(obj)
+    if allowed:
+        NodeClaim.model_validate(obj)
+        assert crd_errors == []
+    else:
+        with pytest.raises(ValidationError, match="is restricted in key"):
+            NodeClaim.model_validate(obj)
+        assert any(e.startswith("spec.requirements[3].key: ") for e in crd_errors), crd_errors
+
+
+def test_min_values_needs_that_many_values(nodeclaim_crd):
+    obj = kaito_nodeclaim()
+    obj["spec"]["requirements"][1]["minValues"] = 2
+
+    with pytest.raises(ValidationError, match="minValues"):
+        NodeClaim.model_validate(obj)
+    assert admission_for(nodeclaim_crd, "v1").errors(obj) == [
+        "spec.requirements[1].minValues: requirements with minValues must have at least that "
+        "many values"
+    ]
+
+
+def test_crd_requires_last_transition_time_on_conditions(nodeclaim_crd):
+    obj = with_status(kaito_nodeclaim(), "True")
+    del obj["status"]["conditions"][0]["lastTransitionTime"]
+
+    errors = admission_for(nodeclaim_crd, "v1").errors(obj)
+
+    assert errors == [
+        "status.conditions[0].lastTransitionTime: 'lastTransitionTime' is a required property"
+    ]

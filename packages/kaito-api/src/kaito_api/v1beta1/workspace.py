@@ -22,6 +22,7 @@ from kaito_api.objectmeta import ObjectMeta
 from kaito_api.rules import ApiModel, Rule
 from kaito_api.types import (
     DNS_LABEL_PATTERN,
+    LABEL_KEY_PATTERN,
     DNSLabel,
     DNSSubdomain,
     ImageReference,
@@ -165,10 +166,8 @@ class LabelSelectorRequirement(ApiModel):
     )
 
 
-_LABEL_KEY_CEL = (
-    r"'^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$'"
-)
+# The label key pattern as a CEL string literal (backslashes escaped once more).
+_LABEL_KEY_CEL = "'" + LABEL_KEY_PATTERN.replace("\\", "\\\\") + "'"
 
 
 class LabelSelector(ApiModel):
