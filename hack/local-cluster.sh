@@ -38,9 +38,12 @@ die() {
   exit 1
 }
 
-# Ports are fixed per state dir: chosen at the first `up`, then read from ports.env.
+# Ports: those of the last `up` (ports.env) while any component runs or when
+# KAITO_CLUSTER_PORT_BASE is unset; else from KAITO_CLUSTER_PORT_BASE (default 36400).
 load_ports() {
-  if [[ -f "$STATE/ports.env" ]]; then
+  local c keep=${KAITO_CLUSTER_PORT_BASE:+no}
+  for c in "${COMPONENTS[@]}"; do [[ -n "$(pid_of "$c")" ]] && keep=yes; done
+  if [[ "${keep:-yes}" == yes && -f "$STATE/ports.env" ]]; then
     source "$STATE/ports.env"
     return
   fi
@@ -221,13 +224,31 @@ pid_of() {
   return 0
 }
 
+# ports_of COMPONENT: the loopback ports it listens on.
+ports_of() {
+  case $1 in
+    etcd) echo "$ETCD_PORT $ETCD_PEER_PORT" ;;
+    kube-apiserver) echo "$API_PORT" ;;
+    kube-controller-manager) echo "$KCM_PORT" ;;
+    kube-scheduler) echo "$SCHED_PORT" ;;
+  esac
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start() {
-  local c=$1 pid
+  local c=$1 pid port
   pid=$(pid_of "$c")
   if [[ -n "$pid" ]]; then
     log "$c: already running (pid $pid)"
     return
   fi
+  # Another cluster (other state dir) on the same ports would be silently talked to instead.
+  for port in $(ports_of "$c"); do
+    if port_busy "$port"; then
+      die "$c: port $port is already in use by another process; stop it or set KAITO_CLUSTER_PORT_BASE"
+    fi
+  done
   mkdir -p "$LOGS" "$PIDS"
   local args
   mapfile -t args < <(args_for "$c")
