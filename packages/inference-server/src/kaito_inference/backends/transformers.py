@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -321,7 +322,10 @@ class TransformersBackend(TextGenerationBackend):
             self._model.delete_adapter(spec.name)
             del self._adapters[spec.name]
         try:
-            self._model.load_adapter(str(spec.path), adapter_name=spec.name)
+            with warnings.catch_warnings():
+                # peft warns on every second adapter ("multiple adapters"): that is the point.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                self._model.load_adapter(str(spec.path), adapter_name=spec.name)
         except Exception as err:
             raise InvalidAdapter(
                 f"loading adapter '{spec.name}' from {spec.path}: {err}", param="lora_path"
@@ -333,7 +337,10 @@ class TransformersBackend(TextGenerationBackend):
 
     def _unload_adapter_blocking(self, name: str) -> None:
         if name in self._adapters:
-            self._model.delete_adapter(name)
+            with warnings.catch_warnings():
+                # peft re-points the active adapter; we select one per request anyway.
+                warnings.filterwarnings("ignore", message="Adapter .* was active")
+                self._model.delete_adapter(name)
             del self._adapters[name]
 
     async def unload_adapter(self, name: str) -> None:
