@@ -27,6 +27,7 @@ from kaito_api.testing import (
     VALID_UPDATES,
     InvalidCase,
     UpdateCase,
+    quickstart_tuning,
 )
 
 pytestmark = pytest.mark.e2e
@@ -290,3 +291,18 @@ def test_invalid_nodeclaim_requirement_rejected(
     assert result.returncode != 0
     assert "spec.requirements[0]" in result.stderr
     assert message in result.stderr
+
+
+def test_explicit_nulls_are_pruned_not_stored(kubectl: Kubectl, dry_run_namespace: str):
+    # Why the CRD has no `nullable`: a null is dropped, so has() in CEL means "set".
+    obj = quickstart_tuning()
+    obj["inference"] = None
+    obj["resource"]["instanceType"] = None
+
+    result = _create(kubectl, dry_run_namespace, obj, "--dry-run=server")
+
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(result.stdout)
+    assert "inference" not in stored
+    assert "instanceType" not in stored["resource"]
+    assert validate_workspace_static(obj) == []
