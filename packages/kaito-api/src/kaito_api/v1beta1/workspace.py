@@ -9,27 +9,18 @@ Catalog-aware checks (unknown preset, instance type too small) live in ``kaito_p
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal, LiteralString
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, Field, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
 from kaito_api.conditions import Condition
 from kaito_api.labels import RESERVED_SELECTOR_KEYS
 from kaito_api.objectmeta import ObjectMeta
 from kaito_api.rules import ApiModel, Rule
-from kaito_api.types import (
-    DNS_LABEL_PATTERN,
-    LABEL_KEY_PATTERN,
-    DNSLabel,
-    DNSSubdomain,
-    ImageReference,
-    LabelValue,
-    is_dns_label,
-    is_label_key,
-)
+from kaito_api.types import DNS_LABEL_PATTERN, DNSLabel, DNSSubdomain, ImageReference, is_dns_label
+from kaito_api.v1beta1.fields import InstanceType, PresetName, Schemaless, Strength, Url
+from kaito_api.v1beta1.selector import LabelSelector, LabelSelectorRequirement
 
 __all__ = [
     "GROUP",
@@ -56,83 +47,6 @@ VERSION = "v1beta1"
 KIND = "Workspace"
 MAX_ADAPTERS = 10
 
-# Schemaless parts (PodTemplateSpec, VolumeSource) stay plain dicts; the CRD preserves them.
-Schemaless = Annotated[
-    dict[str, Any],
-    WithJsonSchema(
-        {"type": "object", "x-kubernetes-preserve-unknown-fields": True}, mode="validation"
-    ),
-]
-
-_INSTANCE_TYPE_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9_.]*$"
-_PRESET_NAME_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9_./]*$"
-# "0", "0.25", "1", "1.0": a decimal number between 0 and 1 inclusive.
-STRENGTH_PATTERN = r"^(0(\.[0-9]+)?|1(\.0+)?)$"
-_URL_PATTERN = r"^https?://[^\s/?#]+([/?#][^\s]*)?$"
-
-
-def _matches(pattern: str, code: LiteralString, what: str) -> AfterValidator:
-    """A validator that rejects values not matching ``pattern`` with "<value> is not <what>"."""
-    compiled = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if not compiled.match(value):
-            raise PydanticCustomError(
-                code, "'{value}' is not {what}", {"value": value, "what": what}
-            )
-        return value
-
-    return AfterValidator(check)
-
-
-InstanceType = Annotated[
-    str,
-    _matches(
-        _INSTANCE_TYPE_PATTERN,
-        "instance_type",
-        "a valid instance type: use the cloud's VM size name, e.g. 'Standard_NC6s_v3'",
-    ),
-    WithJsonSchema(
-        {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _INSTANCE_TYPE_PATTERN},
-        mode="validation",
-    ),
-]
-PresetName = Annotated[
-    str,
-    _matches(
-        _PRESET_NAME_PATTERN,
-        "preset_name",
-        "a valid preset name: use a catalog name such as 'phi-3-mini-4k-instruct' or a "
-        "Hugging Face id such as 'microsoft/Phi-3-mini-4k-instruct'",
-    ),
-    WithJsonSchema(
-        {"type": "string", "minLength": 1, "maxLength": 253, "pattern": _PRESET_NAME_PATTERN},
-        mode="validation",
-    ),
-]
-Strength = Annotated[
-    str,
-    _matches(
-        STRENGTH_PATTERN,
-        "strength",
-        'a valid strength: use a decimal number between 0 and 1 as a string, e.g. "1.0"',
-    ),
-    WithJsonSchema(
-        {"type": "string", "maxLength": 32, "pattern": STRENGTH_PATTERN}, mode="validation"
-    ),
-]
-Url = Annotated[
-    str,
-    _matches(
-        _URL_PATTERN,
-        "url",
-        "a valid URL: use an http:// or https:// URL with a host",
-    ),
-    WithJsonSchema(
-        {"type": "string", "maxLength": 2048, "pattern": _URL_PATTERN}, mode="validation"
-    ),
-]
-
 
 class TuningMethod(StrEnum):
     """Parameter-efficient fine-tuning methods."""
@@ -150,55 +64,6 @@ class WorkspaceState(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-
-
-class LabelSelectorRequirement(ApiModel):
-    """A label selector requirement (``key operator values``)."""
-
-    key: str = Field(min_length=1, max_length=317, description="The label key.")
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
-        description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
-    )
-    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None,
-        max_length=64,
-        description="Values for In/NotIn; must be empty for Exists/DoesNotExist.",
-    )
-
-
-# The label key pattern as a CEL string literal (backslashes escaped once more).
-_LABEL_KEY_CEL = "'" + LABEL_KEY_PATTERN.replace("\\", "\\\\") + "'"
-
-
-class LabelSelector(ApiModel):
-    """Selects the GPU nodes of the workspace; ``matchLabels`` become the nodes' labels."""
-
-    match_labels: dict[str, LabelValue] | None = Field(
-        default=None,
-        max_length=64,
-        description=(
-            "Labels the workspace's nodes carry. Provisioned nodes get them; with your own "
-            "nodes (no auto-provisioning) they select the nodes to use."
-        ),
-    )
-    match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, max_length=16, description="Extra selector requirements (ANDed)."
-    )
-
-    __rules__: ClassVar[tuple[Rule, ...]] = (
-        Rule(
-            cel=(
-                "!has(self.matchLabels) || self.matchLabels.all(k, k.size() <= 317 && "
-                f"k.matches({_LABEL_KEY_CEL}))"
-            ),
-            message=(
-                "matchLabels keys must be valid label keys ([prefix/]name, name at most 63 "
-                "letters, digits, '-', '_' or '.'; prefix a DNS subdomain)"
-            ),
-            field="matchLabels",
-            check=lambda s: all(len(k) <= 317 and is_label_key(k) for k in s.match_labels or {}),
-        ),
-    )
 
 
 def _reserved_cel() -> str:
