@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,39 +28,6 @@ def load_example(name: str, *, namespace: str = "default", uid: str = "uid-1") -
     return body
 
 
-def ready_node(name: str, *, labels: dict[str, str], gpus: int = 1) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "status": {
-            "capacity": {"nvidia.com/gpu": str(gpus)},
-            "allocatable": {"nvidia.com/gpu": str(gpus)},
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }
-
-
-def satisfy(claim: dict[str, Any], *, gpus: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What a provisioner does: a Ready NodeClaim and its Node with the claim's labels."""
-    claim = copy.deepcopy(claim)
-    node_name = f"node-{claim['metadata']['name']}"
-    instance = next(
-        r["values"][0]
-        for r in claim["spec"]["requirements"]
-        if r["key"] == "node.kubernetes.io/instance-type"
-    )
-    claim["status"] = {
-        "nodeName": node_name,
-        "conditions": [
-            {"type": t, "status": "True", "reason": t, "lastTransitionTime": "2026-01-01T12:00:00Z"}
-            for t in ("Launched", "Registered", "Initialized", "Ready")
-        ],
-    }
-    labels = {**claim["metadata"]["labels"], "node.kubernetes.io/instance-type": instance}
-    return claim, ready_node(node_name, labels=labels, gpus=gpus)
-
-
 @pytest.fixture
 def phi3() -> dict[str, Any]:
     return load_example("phi-3-mini-inference.yaml")
@@ -70,3 +36,9 @@ def phi3() -> dict[str, Any]:
 @pytest.fixture
 def phi3_tuning() -> dict[str, Any]:
     return load_example("phi-3-qlora-tuning.yaml")
+
+
+@pytest.fixture
+def example() -> Any:
+    """``example(file, namespace=..., uid=...)``: a quick-start manifest as the API returns it."""
+    return load_example
