@@ -18,8 +18,13 @@ Formulas (GiB = 2^30 bytes; "per GPU" unless said otherwise)::
     kv(t, p) = 2 * ceil(kv_heads / t) * head_dim * ceil(layers / p) * b    KV bytes per token
     C    = context_length if given, else min(model context, 4096)          the stated context
 
-    A layout (t = tensor parallel, p = pipeline parallel = nodes) fits when
-        W / (t * p) + O + C * kv(t, p) / 2^30  <=  B
+    w(t, p) = W / t                               when p = 1
+            = (W - e * n_e) / (t * p) + e / t     when p > 1: the first pipeline stage holds the
+              input embedding, the last the lm_head, whole (e = vocab * hidden * b, n_e = 1 if
+              they are tied else 2); upstream KAITO's even split under-sizes the last stage
+
+    A layout (t = tensor parallel, p = pipeline parallel) fits when
+        w(t, p) + O + C * kv(t, p) / 2^30  <=  B
 
 Layouts tried, smallest first:
 
@@ -32,7 +37,7 @@ Layouts tried, smallest first:
   over g = 1, 2, ... GPUs, which is the formula with t = 1, p = g.
 
 ``max_model_len`` = the caller's context_length if given; otherwise the tokens the leftover budget
-holds, ``floor((B - O - W/(t*p)) * 2^30 / kv(t, p))``, rounded down to a multiple of 1024, capped
+holds, ``floor((B - O - w(t, p)) * 2^30 / kv(t, p))``, rounded down to a multiple of 1024, capped
 at the model's limit and never below C.
 
 Runtime and dtype, when not forced: vLLM if the preset supports it and the GPU meets vLLM's
@@ -42,13 +47,15 @@ adds a sentence to ``GpuPlan.reasons`` so a V100 gets a working fp16 plan with a
 instead of a pod that crash-loops on "Bfloat16 is only supported on GPUs with compute capability
 of at least 8.0".
 
-Differences from KAITO's estimator (reference §3.5 and §2.13): GPU memory is per GPU from the
-driver, not a node total divided later or the marketed size; the node count is the smallest that
-fits (KAITO's ``floor(model / budget) + 1`` adds a GPU even when the model fits exactly, e.g. it
-gives llama-3.3-70b two NC48ads_A100_v4 nodes where one fits); the KV cache is split by tensor
-*and* pipeline parallelism with replicated KV heads counted; tensor-parallel sizes that vLLM would
-reject (falcon-7b's 71 heads) are never produced; SKUs below a runtime's compute capability floor
-or without bfloat16 get a fallback instead of being unknown or crash-looping.
+Differences from KAITO's estimator (reference §3.5 and §2.13, upstream issues #1838, #2302,
+#1956): GPU memory is per GPU from the driver, never a node total divided again or the marketed
+size; the budget is vLLM's default utilization 0.90 with no extra 2% weight inflation or 1.05
+budget divisor (KAITO's 0.84 and both factors stack up to two NC48ads_A100_v4 nodes for
+llama-3.3-70b and gpt-oss-120b, which fit on one); the KV cache is split by tensor *and*
+pipeline parallelism with replicated KV heads counted; the pipeline stage holding the
+embedding or lm_head is sized as such; tensor-parallel sizes that vLLM would reject
+(falcon-7b's 71 heads) are never produced; SKUs below a runtime's compute capability floor or
+without bfloat16 get a fallback instead of being unknown or crash-looping.
 """
 
 from __future__ import annotations
@@ -206,6 +213,23 @@ def _weights_gib(preset: Preset, dtype: Dtype) -> float:
     return preset.weights_gib * dtype_bytes(dtype) / dtype_bytes(preset.dtype)
 
 
+def _embedding_gib(preset: Preset, dtype: Dtype) -> float:
+    """One vocab x hidden matrix (input embedding or lm_head); quantized models keep it bf16."""
+    width = 2 if preset.quantization else dtype_bytes(dtype)
+    return preset.vocab_size * preset.hidden_size * width / GiB
+
+
+def _weights_per_gpu(preset: Preset, dtype: Dtype, tp: int, pp: int) -> float:
+    """Weights on the fullest GPU: W/t without pipeline stages; with p > 1 the first stage holds
+    the input embedding and the last the lm_head, each whole (split by t only)."""
+    total = _weights_gib(preset, dtype)
+    if pp == 1:
+        return total / tp
+    emb = _embedding_gib(preset, dtype)
+    body = total - emb * (1 if preset.tie_word_embeddings else 2)
+    return body / (tp * pp) + emb / tp
+
+
 def _kv_bytes_per_token(preset: Preset, dtype: Dtype, tp: int, pp: int) -> int:
     heads = math.ceil(preset.num_kv_heads / tp)
     layers = math.ceil(preset.num_layers / pp)
@@ -225,8 +249,7 @@ class _Need:
 
 
 def _need(preset: Preset, sku: GpuSku, dtype: Dtype, layout: _Layout, context: int) -> _Need:
-    shards = layout.tp * layout.pp
-    weights = _weights_gib(preset, dtype) / shards
+    weights = _weights_per_gpu(preset, dtype, layout.tp, layout.pp)
     kv_tok = _kv_bytes_per_token(preset, dtype, layout.tp, layout.pp)
     budget = GPU_MEMORY_UTILIZATION * sku.usable_gpu_memory_gib
     return _Need(

@@ -56,25 +56,41 @@ def test_llama_70b_fits_one_nc48ads_a100_node_where_kaito_says_two() -> None:
     assert plan.dtype == "bfloat16" and plan.reasons == []
 
 
+def test_gpt_oss_120b_fits_one_a100_where_kaito_counts_twice_the_weights() -> None:
+    # Weights loaded: 60.77 GiB (KAITO's catalog says 121.54, counting original/ as well, and
+    # upstream #2302 reports two NC48ads_A100_v4 nodes). t = 1: 60.77 + 2.3 + 4096 * 73728 B
+    # (0.28125 GiB) = 63.35125 <= 72; the second GPU is a data-parallel replica.
+    plan = estimate("gpt-oss-120b", "Standard_NC48ads_A100_v4")
+    assert (plan.node_count, plan.tensor_parallel_size, plan.data_parallel_size) == (1, 1, 2)
+    assert plan.gpus_per_node == 2
+    assert plan.required_gib == pytest.approx(63.35125)
+
+
 def test_falcon_7b_cannot_use_tensor_parallel_so_pipelines_over_two_v100() -> None:
     # 71 heads: only t = 1 divides them. One V100: 13.44 + 2.3 > 14.2. Two stages (p = 2):
-    # 13.44 / 2 = 6.72; KV/token = 2 * 1 * 64 * 16 * 2 = 4096 B; context min(2048, 4096) = 2048
-    # -> 2048 * 4096 B = 0.0078125 GiB; need 6.72 + 2.3 + 0.0078125 = 9.0278125.
+    # tied embedding e = 65024 * 4544 * 2 B = 0.55035 GiB sits whole on each end stage:
+    # (13.44 - 0.55035) / 2 + 0.55035 = 6.99518; KV/token = 2 * 1 * 64 * 16 * 2 = 4096 B,
+    # context min(2048, 4096) = 2048 -> 0.0078125 GiB; need 6.99518 + 2.3 + 0.0078125 = 9.30299.
+    emb = 65024 * 4544 * 2 / GIB
     plan = estimate("falcon-7b", "Standard_NC12s_v3")
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 2)
     assert (plan.node_count, plan.gpus_per_node) == (1, 2)
-    assert plan.required_gib == pytest.approx(9.0278125)
+    assert plan.weights_gib == pytest.approx((13.44 - emb) / 2 + emb)
+    assert plan.required_gib == pytest.approx(9.30299, abs=1e-5)
     assert plan.max_model_len == 2048
 
 
 def test_phi3_medium_on_four_t4_skips_invalid_tp4() -> None:
     # 10 KV heads: t = 4 is invalid (10 % 4 and 4 % 10 are both non-zero). t = 2 or p = 2:
-    # 26 / 2 + 2.3 = 15.3 > 13.5. t = 1, p = 3: 26 / 3 = 8.6667; KV/token
-    # = 2 * 10 * 128 * ceil(40 / 3) * 2 = 71680 B, * 4096 = 0.2734375 GiB -> 11.2401 <= 13.5.
+    # about 26 / 2 + 2.3 = 15.3 > 13.5. t = 1, p = 3: untied embeddings e = 32064 * 5120 * 2 B
+    # = 0.305771 GiB each; (26 - 2e) / 3 + e = 8.768590; KV/token = 2 * 10 * 128 * ceil(40/3)
+    # * 2 = 71680 B, * 4096 = 0.2734375 GiB -> 11.342028 <= 13.5.
+    emb = 32064 * 5120 * 2 / GIB
     plan = estimate("phi-3-medium-4k-instruct", "Standard_NC64as_T4_v3")
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 3)
     assert (plan.node_count, plan.gpus_per_node) == (1, 3)
-    assert plan.required_gib == pytest.approx(26 / 3 + 2.3 + 4096 * 71680 / GIB)
+    assert plan.required_gib == pytest.approx((26 - 2 * emb) / 3 + emb + 2.3 + 4096 * 71680 / GIB)
+    assert plan.required_gib == pytest.approx(11.342028, abs=1e-5)
     assert plan.dtype == "float16"
 
 
@@ -138,7 +154,8 @@ def test_gpt_oss_needs_ampere_for_mxfp4() -> None:
 
 def test_explicit_context_is_the_max_model_len_and_may_need_more_nodes() -> None:
     # 32768 tokens on one V100: 7.12 + 2.3 + 32768 * 393216 B (12 GiB) = 21.42 > 14.2.
-    # Two NC6s_v3 nodes, p = 2: 3.56 + 2.3 + 32768 * 196608 B (6 GiB) = 11.86.
+    # Two NC6s_v3 nodes, p = 2: untied embeddings e each, (7.12 - 2e) / 2 + e = 3.56,
+    # + 2.3 + 32768 * 196608 B (6 GiB) = 11.86.
     plan = estimate("phi-3-mini-128k-instruct", "Standard_NC6s_v3", context_length=32768)
     assert (plan.node_count, plan.pipeline_parallel_size, plan.gpus_per_node) == (2, 2, 1)
     assert plan.max_model_len == 32768
@@ -180,17 +197,33 @@ def test_fitting_plans_are_sorted_single_node_first_then_price_and_skip_retired(
 
 
 def test_cheapest_prefers_one_node_over_a_cheaper_pipeline_of_small_vms() -> None:
-    # qwen2.5-coder-32b (61.03 GiB): six NC4as_T4_v3 (6 * 0.526 = 3.156 $/h) would hold it as a
-    # 6-stage pipeline (61.03 / 6 + 2.3 + 4096 * 2*8*128*11*2 B = 12.64 <= 13.5), but one
-    # NC24ads_A100_v4 (3.673 $/h) holds it alone: 61.03 + 2.3 + 4096 * 262144 B (1 GiB) = 64.33.
+    # llama-3.1-8b: two NC4as_T4_v3 (2 * 0.526 = 1.052 $/h) hold it as a 2-stage pipeline:
+    # untied embeddings, so (14.96 - 2e) / 2 + e = 7.48; + 2.3 + 4096 * (2*8*128*16*2 B) 0.25
+    # = 10.03 <= 13.5. One NV36ads_A10_v5 (3.20 $/h): 14.96 + 2.3 + 0.5 = 17.76 <= 20.24.
+    # The single node wins although it costs more.
+    t4 = estimate("llama-3.1-8b-instruct", "Standard_NC4as_T4_v3")
+    assert (t4.node_count, t4.pipeline_parallel_size) == (2, 2)
+    assert t4.required_gib == pytest.approx(10.03)
+    assert t4.price_per_hour_usd == pytest.approx(1.052)
+    best = cheapest_fitting_sku("llama-3.1-8b-instruct")
+    assert (best.sku.name, best.node_count) == ("Standard_NV36ads_A10_v5", 1)
+    assert best.required_gib == pytest.approx(17.76)
+
+
+def test_pipeline_stage_with_the_lm_head_is_sized_whole() -> None:
+    # qwen2.5-coder-32b on 1-GPU T4 nodes: e = 152064 * 5120 * 2 B = 1.450195 GiB.
+    # 6 stages: (61.03 - 2e) / 6 + e + 2.3 + 4096 * (2*8*128*11*2 B) = 13.6104 > 13.5
+    # (an even split, 61.03 / 6 + 2.3 + 0.171875 = 12.64, would wrongly accept it);
+    # 7 stages: (61.03 - 2e) / 7 + e + 2.3 + 4096 * (2*8*128*10*2 B) = 12.2106 <= 13.5.
+    emb = 152064 * 5120 * 2 / GIB
+    assert (61.03 - 2 * emb) / 6 + emb + 2.3 + 4096 * 45056 / GIB > T4_B
+    t4 = estimate("qwen2.5-coder-32b-instruct", "Standard_NC4as_T4_v3")
+    assert (t4.node_count, t4.pipeline_parallel_size) == (7, 7)
+    assert t4.required_gib == pytest.approx((61.03 - 2 * emb) / 7 + emb + 2.3 + 4096 * 40960 / GIB)
+    # One A100 80 GB holds it alone: 61.03 + 2.3 + 4096 * 262144 B (1 GiB) = 64.33 <= 72.
     plan = cheapest_fitting_sku("qwen2.5-coder-32b-instruct")
     assert (plan.sku.name, plan.node_count) == ("Standard_NC24ads_A100_v4", 1)
     assert plan.required_gib == pytest.approx(64.33)
-    t4 = estimate("qwen2.5-coder-32b-instruct", "Standard_NC4as_T4_v3")
-    assert (t4.node_count, t4.pipeline_parallel_size) == (6, 6)
-    assert t4.price_per_hour_usd == pytest.approx(6 * 0.526)
-    # llama-3.1-8b: one A10 (3.20 $/h): 14.96 + 2.3 + 0.5 = 17.76 <= 20.24.
-    assert cheapest_fitting_sku("llama-3.1-8b-instruct").sku.name == "Standard_NV36ads_A10_v5"
 
 
 def test_unknown_names_raise_lookup_errors() -> None:

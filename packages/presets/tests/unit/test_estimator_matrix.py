@@ -75,18 +75,23 @@ def _expected(m: dict[str, Any], s: dict[str, Any]) -> dict[str, Any] | None:
         weights = m["weights_gib"] * (1 if m.get("quantization") else width / 2)
         limit = (m.get("vllm") or {}).get("max_model_len") or m["context_length"]
         ctx = min(limit, DEFAULT_CTX)
+        # One vocab x hidden matrix; the first stage holds the embedding, the last the lm_head.
+        emb_width = 2 if m.get("quantization") else width
+        emb = m["vocab_size"] * m["hidden_size"] * emb_width / 2**30
+        n_emb = 1 if m.get("tie_word_embeddings") else 2
         fitting = []
         for nodes, t, p in _candidates(m, n, runtime):
+            w = weights / t if p == 1 else (weights - emb * n_emb) / (t * p) + emb / t
             kv_tok = 2 * math.ceil(m["num_kv_heads"] / t) * m["head_dim"]
             kv_tok *= math.ceil(m["num_layers"] / p) * width
-            need = weights / (t * p) + OVERHEAD + ctx * kv_tok / 2**30
+            need = w + OVERHEAD + ctx * kv_tok / 2**30
             if need <= budget:
-                fitting.append((nodes, t * p, -t, p, kv_tok))
+                fitting.append((nodes, t * p, -t, p, kv_tok, w))
         if not fitting:
             continue
-        nodes, total, neg_t, p, kv_tok = min(fitting)
+        nodes, _total, neg_t, p, kv_tok, w = min(fitting)
         t = -neg_t
-        tokens = math.floor((budget - OVERHEAD - weights / total) * 2**30 / kv_tok)
+        tokens = math.floor((budget - OVERHEAD - w) * 2**30 / kv_tok)
         if runtime == "vllm":
             dp = n // t if nodes == 1 and p == 1 else 1
             gpus = t * p * dp if nodes == 1 else t * (n // t)

@@ -1,0 +1,63 @@
+"""Turn a preset and its :class:`GpuPlan` into the inference server's configuration keys.
+
+The estimator sizes ``max_model_len`` for its own ``gpu_memory_utilization`` and may plan
+pipeline stages or data-parallel replicas; the server has to get all of them, or vLLM refuses
+to start (KV cache smaller than max_model_len) or runs out of memory (a pipeline collapsed onto
+one GPU). Building the keys here keeps that coupling in the package that owns the numbers.
+Keys are those of ``kaito_inference.config.ServerConfig`` (see packages/inference-server/README.md);
+vLLM engine arguments the server has no key for go under ``vllm_engine_args``.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from kaito_presets.estimator import GpuPlan
+from kaito_presets.presets import Preset
+
+__all__ = ["inference_server_config"]
+
+
+def inference_server_config(
+    preset: Preset, plan: GpuPlan, *, chat_template_dir: str | None = None
+) -> dict[str, Any]:
+    """Server configuration for serving ``preset`` as planned.
+
+    Args:
+        preset: The preset being served.
+        plan: Its plan from :func:`kaito_presets.estimator.estimate`.
+        chat_template_dir: Directory in the image holding the preset's chat template file; the
+            template is left out when None (the model's own template is then used).
+    """
+    cfg: dict[str, Any] = {
+        "backend": plan.runtime,
+        "served_model_name": preset.name,
+        "dtype": plan.dtype,
+        "max_model_len": plan.max_model_len,
+        "trust_remote_code": preset.trust_remote_code,
+    }
+    if preset.vllm.tool_call_parser:
+        cfg["tool_call_parser"] = preset.vllm.tool_call_parser
+    if preset.vllm.reasoning_parser:
+        cfg["reasoning_parser"] = preset.vllm.reasoning_parser
+    if preset.vllm.chat_template and chat_template_dir:
+        cfg["chat_template"] = str(PurePosixPath(chat_template_dir) / preset.vllm.chat_template)
+    if plan.runtime != "vllm":
+        return cfg
+    cfg["tensor_parallel_size"] = plan.tensor_parallel_size
+    cfg["gpu_memory_utilization"] = plan.gpu_memory_utilization
+    engine: dict[str, Any] = {}
+    if plan.pipeline_parallel_size > 1:
+        engine["pipeline_parallel_size"] = plan.pipeline_parallel_size
+    if plan.data_parallel_size > 1:
+        engine["data_parallel_size"] = plan.data_parallel_size
+    if plan.node_count > 1:
+        engine["distributed_executor_backend"] = "ray"
+    for key in ("tokenizer_mode", "config_format", "load_format"):
+        value = getattr(preset.vllm, key)
+        if value:
+            engine[key] = value
+    if engine:
+        cfg["vllm_engine_args"] = engine
+    return cfg

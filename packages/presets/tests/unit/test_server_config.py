@@ -1,0 +1,56 @@
+"""The inference server keys built from a plan carry everything the plan was sized for."""
+
+from __future__ import annotations
+
+from kaito_presets.estimator import estimate
+from kaito_presets.presets import get_preset
+from kaito_presets.server_config import inference_server_config
+
+
+def test_quickstart_config() -> None:
+    preset = get_preset("phi-3-mini-128k-instruct")
+    cfg = inference_server_config(preset, estimate(preset, "Standard_NC6s_v3"))
+    assert cfg == {
+        "backend": "vllm",
+        "served_model_name": "phi-3-mini-128k-instruct",
+        "dtype": "float16",
+        "max_model_len": 12288,
+        "trust_remote_code": False,
+        "tensor_parallel_size": 1,
+        # The server's own default is 0.84; max_model_len was sized for 0.90.
+        "gpu_memory_utilization": 0.9,
+    }
+
+
+def test_pipeline_data_parallel_and_parsers_are_passed() -> None:
+    preset = get_preset("phi-3-medium-4k-instruct")
+    cfg = inference_server_config(preset, estimate(preset, "Standard_NC64as_T4_v3"))
+    assert cfg["vllm_engine_args"] == {"pipeline_parallel_size": 3}
+    oss = get_preset("gpt-oss-120b")
+    cfg = inference_server_config(oss, estimate(oss, "Standard_NC48ads_A100_v4"))
+    assert cfg["vllm_engine_args"] == {"data_parallel_size": 2}
+    assert (cfg["tool_call_parser"], cfg["reasoning_parser"]) == ("openai", "openai_gptoss")
+    llama = get_preset("llama-3.1-8b-instruct")
+    cfg = inference_server_config(
+        llama, estimate(llama, "Standard_NC4as_T4_v3"), chat_template_dir="/templates"
+    )
+    assert cfg["vllm_engine_args"] == {
+        "pipeline_parallel_size": 2,
+        "distributed_executor_backend": "ray",
+    }
+    assert cfg["chat_template"] == "/templates/tool_chat_template_llama3.1_json.jinja"
+
+
+def test_mistral_formats_and_transformers_keys() -> None:
+    mistral = get_preset("mistral-7b-instruct")
+    cfg = inference_server_config(mistral, estimate(mistral, "Standard_NC24ads_A100_v4"))
+    assert cfg["vllm_engine_args"] == {
+        "tokenizer_mode": "mistral",
+        "config_format": "mistral",
+        "load_format": "mistral",
+    }
+    assert cfg["tool_call_parser"] == "mistral"
+    phi = get_preset("phi-3-mini-4k-instruct")
+    cfg = inference_server_config(phi, estimate(phi, "Standard_NC6s_v2"))
+    assert cfg["backend"] == "transformers"
+    assert "tensor_parallel_size" not in cfg and "vllm_engine_args" not in cfg
