@@ -315,7 +315,7 @@ def _plan_on(
             overhead_gib=RUNTIME_OVERHEAD_GIB,
             reasons=reasons,
         ), []
-    limit = "one node" if runtime == "transformers" else f"{max_nodes} nodes"
+    limit = "one node" if runtime == "transformers" or max_nodes == 1 else f"{max_nodes} nodes"
     return None, [f"{_RUNTIME_LABEL[runtime]} does not fit within {limit} of {sku.name}"]
 
 
@@ -347,6 +347,8 @@ def estimate(
             suggests SKUs that fit.
         PresetNotFound, SkuNotFound: unknown names.
     """
+    if max_nodes < 1:
+        raise ValueError(f"max_nodes must be at least 1, got {max_nodes}")
     p = _resolve(preset)
     if sku is None:
         return cheapest_fitting_sku(

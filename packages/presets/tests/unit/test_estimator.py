@@ -167,6 +167,14 @@ def test_context_beyond_model_limit_is_refused() -> None:
         estimate("phi-3-mini-4k-instruct", "Standard_NC24ads_A100_v4", context_length=8192)
     with pytest.raises(ValueError, match="must be positive"):
         estimate("phi-3-mini-4k-instruct", "Standard_NC24ads_A100_v4", context_length=0)
+    with pytest.raises(ValueError, match="max_nodes must be at least 1"):
+        estimate("phi-3-mini-4k-instruct", "Standard_NC24ads_A100_v4", max_nodes=0)
+
+
+def test_max_nodes_limits_pipelines() -> None:
+    # llama-3.1-8b needs two one-T4 nodes (see below); with max_nodes=1 it does not fit.
+    with pytest.raises(DoesNotFit, match="vLLM does not fit within one node"):
+        estimate("llama-3.1-8b-instruct", "Standard_NC4as_T4_v3", max_nodes=1)
 
 
 def test_forced_runtime_is_not_switched() -> None:
