@@ -128,7 +128,7 @@ class TrainingSection(_Section):
     warmup_steps: int = Field(0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0)
-    optim: str = "adamw_torch"
+    optim: str = Field("adamw_torch_fused", description="TRL's default optimizer.")
     logging_steps: int = Field(10, gt=0)
     save_strategy: Literal["no", "steps", "epoch"] = "no"
     save_steps: int = Field(500, gt=0)
@@ -138,7 +138,9 @@ class TrainingSection(_Section):
     seed: int = 42
     bf16: bool | None = Field(None, description="Unset: follow the resolved model dtype.")
     fp16: bool | None = Field(None, description="Unset: follow the resolved model dtype.")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(
+        True, description="TRL's default: recompute activations to fit 16 GB GPUs."
+    )
     max_length: int | None = Field(1024, gt=0, description="Token limit per sample.")
     packing: bool = False
     completion_only_loss: bool | None = None
