@@ -204,6 +204,16 @@ INVALID_CREATES: list[InvalidCase] = [
         "schema",
     ),
     _case(
+        "match-expression-in-without-values",
+        _INF,
+        _set(
+            "resource.labelSelector.matchExpressions",
+            [{"key": "gpu-class", "operator": "In"}],
+        ),
+        "resource.labelSelector.matchExpressions[0].values",
+        "cel",
+    ),
+    _case(
         "instance-type-invalid",
         _INF,
         _set("resource.instanceType", "Standard NC6s v3"),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from kaito_api.rules import ApiModel, Rule
-from kaito_api.types import LABEL_KEY_PATTERN, LabelValue, is_label_key
+from kaito_api.types import LABEL_KEY_PATTERN, LabelKey, LabelValue, is_label_key
 
 __all__ = ["LabelSelector", "LabelSelectorRequirement"]
 
@@ -15,14 +15,27 @@ __all__ = ["LabelSelector", "LabelSelectorRequirement"]
 class LabelSelectorRequirement(ApiModel):
     """A label selector requirement (``key operator values``)."""
 
-    key: str = Field(min_length=1, max_length=317, description="The label key.")
+    key: LabelKey = Field(description="The label key.")
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
         description="How the key relates to the values: In, NotIn, Exists or DoesNotExist."
     )
-    values: list[Annotated[str, Field(max_length=63)]] | None = Field(
+    values: list[LabelValue] | None = Field(
         default=None,
         max_length=64,
         description="Values for In/NotIn; must be empty for Exists/DoesNotExist.",
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=(
+                "self.operator in ['In', 'NotIn'] ? (has(self.values) && self.values.size() > 0)"
+                " : (!has(self.values) || self.values.size() == 0)"
+            ),
+            message="values must be set for operators In and NotIn, and empty for Exists and "
+            "DoesNotExist",
+            field="values",
+            check=lambda s: bool(s.values) == (s.operator in ("In", "NotIn")),
+        ),
     )
 
 
