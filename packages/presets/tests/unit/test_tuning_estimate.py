@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import kaito_presets
 import pytest
+import yaml
 from kaito_presets.errors import DoesNotFit
 from kaito_presets.estimator import estimate_tuning
 from kaito_presets.tuning_estimate import TuningNotSupported
@@ -69,3 +74,45 @@ def test_unsupported_tuning(preset: str, method: str) -> None:
 def test_tuning_needs_volta_or_newer() -> None:
     with pytest.raises(DoesNotFit, match=r"tuning needs compute capability >= 7\.0"):
         estimate_tuning("phi-3-mini-4k-instruct", "Standard_NC6s_v2", "qlora")
+
+
+# ---- every tunable preset x every SKU x method, against the formula restated from raw YAML ----
+_CAT = Path(kaito_presets.__file__).parent / "catalog"
+_MODELS = yaml.safe_load((_CAT / "models.yaml").read_text())["presets"]
+_SKU_DATA = yaml.safe_load((_CAT / "skus.yaml").read_text())
+_SKUS = [{**_SKU_DATA["gpus"][s["gpu"]], **s} for s in _SKU_DATA["skus"]]
+_CASES = [
+    (m["name"], s["name"], method) for m in _MODELS for method in m["tuning_methods"] for s in _SKUS
+]
+
+
+def _expected_need(m: dict[str, Any], method: str) -> float:
+    h, layers, vocab = m["hidden_size"], m["num_layers"], m["vocab_size"]
+    if method == "lora":
+        weights = m["weights_gib"]
+    else:
+        emb = vocab * h * (1 if m.get("tie_word_embeddings") else 2)
+        weights = ((m["params_billion"] * 1e9 - emb) * NF4_BITS / 8 + emb * 2) / GIB
+    trainable = (
+        8 * layers * (2 * h + (m["num_attention_heads"] + m["num_kv_heads"]) * m["head_dim"])
+    )
+    activations = 1024 * (2 * h * layers + 34 * h + 8 * vocab)
+    return weights + trainable * 16 / GIB + activations / GIB + 2.3
+
+
+@pytest.mark.parametrize(("preset", "sku", "method"), _CASES)
+def test_tuning_matrix(preset: str, sku: str, method: str) -> None:
+    m = next(x for x in _MODELS if x["name"] == preset)
+    s = next(x for x in _SKUS if x["name"] == sku)
+    assert m.get("fp16_safe", True)  # the formula above assumes it for GPUs without bf16
+    need = _expected_need(m, method)
+    budget = 0.9 * s["memory_mib"] / 1024
+    major, minor = (int(x) for x in s["compute_capability"].split("."))
+    if (major, minor) < (7, 0) or need > budget:
+        with pytest.raises(DoesNotFit):
+            estimate_tuning(preset, sku, method)
+        return
+    plan = estimate_tuning(preset, sku, method)
+    assert plan.required_gib == pytest.approx(need)
+    assert plan.dtype == ("bfloat16" if s["bf16"] else "float16")
+    assert plan.gpus_per_node == s["gpu_count"]
