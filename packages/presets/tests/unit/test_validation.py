@@ -16,6 +16,8 @@ from kaito_api.testing.cases import (
     quickstart_inference,
     quickstart_tuning,
 )
+from kaito_presets.estimator import cheapest_fitting_sku
+from kaito_presets.presets import all_presets, get_preset
 from kaito_presets.validation import FieldError, validate_workspace
 
 QUICKSTARTS = [quickstart_inference, quickstart_adapter, quickstart_tuning]
@@ -281,3 +283,18 @@ def test_parsed_workspace_models_are_accepted_too() -> None:
     # Unknown preset, and (static rule) the preset changed on update.
     fields = _fields(validate_workspace(bad, old))
     assert "inference.preset.name" in fields and "inference.preset" in fields
+
+
+@pytest.mark.parametrize("preset", [p.name for p in all_presets()])
+def test_every_preset_is_accepted_on_its_cheapest_sku(preset: str) -> None:
+    p = get_preset(preset)
+    ws = _with(
+        quickstart_inference,
+        inference__preset__name=preset,
+        resource__instanceType=cheapest_fitting_sku(p).sku.name,
+    )
+    if p.needs_access_token:
+        secret = "inference.preset.presetOptions.modelAccessSecret"
+        assert _fields(validate_workspace(ws)) == [secret]
+        ws["inference"]["preset"]["presetOptions"] = {"modelAccessSecret": "hf-token"}
+    assert validate_workspace(ws) == []
