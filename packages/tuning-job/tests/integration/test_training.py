@@ -190,7 +190,8 @@ def test_cli_trains_from_a_url_and_logs_progress(
     root, base_url = http_dir
     write_jsonl(root / "train.jsonl", chat_rows(repeat=2))
     caplog.set_level(logging.INFO)
-    code = _cli(tiny_model_dir, f"{base_url}/train.jsonl", tmp_path / "out", tmp_path / "t")
+    split = ("--set", "DatasetConfig.train_test_split=0.75")
+    code = _cli(tiny_model_dir, f"{base_url}/train.jsonl", tmp_path / "out", tmp_path / "t", *split)
     assert code == 0
     assert not (tmp_path / "t").exists()
     lines = [r.getMessage() for r in caplog.records if r.name == "kaito_tuning.progress"]
@@ -198,6 +199,9 @@ def test_cli_trains_from_a_url_and_logs_progress(
     assert all("tokens/s" in line and "eta" in line for line in lines[1:])
     for name in ADAPTER_FILES:
         assert (tmp_path / "out" / name).is_file()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["samples"], metrics["eval_samples"]) == (6, 2)
+    assert metrics["eval_loss"] > 0
 
 
 @pytest.mark.parametrize(
