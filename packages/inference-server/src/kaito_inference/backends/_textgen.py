@@ -43,6 +43,8 @@ from kaito_inference.schemas import (
 from kaito_inference.stops import StopMatcher
 from kaito_inference.toolcalls import ToolCallParser, get_tool_call_parser
 
+SAMPLING_EPS = 1e-5
+
 
 @dataclass(slots=True)
 class _Choice:
@@ -143,9 +145,11 @@ class TextGenerationBackend(ABC):
     def _params(
         req: ChatCompletionRequest | CompletionRequest, max_tokens: int, logprobs: int | None
     ) -> SamplingParams:
+        temperature = 1.0 if req.temperature is None else req.temperature
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=1.0 if req.temperature is None else req.temperature,
+            # As vLLM: a temperature this small would overflow the logits, so it means greedy.
+            temperature=0.0 if temperature < SAMPLING_EPS else temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
             seed=req.seed,
             stop=tuple(req.stop_list()),

@@ -40,6 +40,9 @@ from kaito_inference.errors import BadRequest, InvalidAdapter
 from kaito_inference.schemas import ChatCompletionRequest, ModelCard
 
 logger = logging.getLogger(__name__)
+# transformers prints a "LOAD REPORT" warning table for every adapter, listing the base weights as
+# "missing" from the adapter file; expected for LoRA, so keep only real errors from that logger.
+logging.getLogger("transformers.integrations.peft").setLevel(logging.ERROR)
 
 _END = object()
 _Sink = Callable[[object], None]
