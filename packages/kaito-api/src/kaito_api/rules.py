@@ -24,9 +24,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = ["ApiModel", "FieldError", "Rule", "transition_errors"]
 
-Reason = Literal[
-    "FieldValueRequired", "FieldValueInvalid", "FieldValueForbidden", "FieldValueDuplicate"
-]
+# FieldValueDuplicate is left out on purpose: the API server prints it without the message.
+Reason = Literal["FieldValueRequired", "FieldValueInvalid", "FieldValueForbidden"]
 
 
 @dataclass(frozen=True, slots=True)
