@@ -23,6 +23,7 @@ class ParsedOutput:
 
     content: str | None
     tool_calls: list[ToolCall]
+    reasoning: str | None = None
 
 
 class ToolCallParser(Protocol):

@@ -206,7 +206,8 @@ class TextGenerationBackend(ABC):
             pass
         return choice
 
-    def _tool_parser(self, req: ChatCompletionRequest) -> ToolCallParser | None:
+    def _output_parser(self, req: ChatCompletionRequest) -> ToolCallParser | None:
+        """Parser applied to the whole output (tool calls); None streams text as it comes."""
         if not req.tools or req.tool_choice == "none":
             return None
         if self._tool_parser_name is None:
@@ -222,7 +223,7 @@ class TextGenerationBackend(ABC):
         self, req: ChatCompletionRequest, *, adapter: str | None, stats: GenerationStats
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionChunk]:
         self._check_ready()
-        parser = self._tool_parser(req)
+        parser = self._output_parser(req)
         prompt_ids = self._encode(self._render_chat(req), add_special_tokens=False)
         stats.prompt_tokens = len(prompt_ids)
         max_tokens = self._budget(len(prompt_ids), req.token_limit(), "messages")
@@ -237,8 +238,12 @@ class TextGenerationBackend(ABC):
             finish = out.finish_reason
             if parser is not None:
                 parsed = parser.parse(out.text)
+                message = AssistantMessage(
+                    content=parsed.content,
+                    tool_calls=parsed.tool_calls or None,
+                    reasoning_content=parsed.reasoning,
+                )
                 if parsed.tool_calls:
-                    message = AssistantMessage(content=parsed.content, tool_calls=parsed.tool_calls)
                     finish = "tool_calls"
             lp = (
                 ChoiceLogprobs(content=[_token_logprob(e) for e in out.events])
@@ -292,6 +297,8 @@ class TextGenerationBackend(ABC):
             finish = choice.finish_reason
             if parser is not None:
                 parsed = parser.parse(choice.text)
+                if parsed.reasoning:
+                    yield chunk(i, ChatDelta(reasoning_content=parsed.reasoning))
                 if parsed.content:
                     yield chunk(i, ChatDelta(content=parsed.content))
                 if parsed.tool_calls:

@@ -18,7 +18,6 @@ import threading
 import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,10 +32,11 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from kaito_inference.backends._chat_template import read_template, render_chat
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
 from kaito_inference.config import ServerConfig
-from kaito_inference.errors import BadRequest, InvalidAdapter
+from kaito_inference.errors import InvalidAdapter
 from kaito_inference.schemas import ChatCompletionRequest, ModelCard
 
 logger = logging.getLogger(__name__)
@@ -104,14 +104,6 @@ def _torch_dtype(name: str) -> Any:
     return dtype
 
 
-def _read_template(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if "{" not in value and "\n" not in value and Path(value).is_file():
-        return Path(value).read_text()
-    return value
-
-
 class TransformersBackend(TextGenerationBackend):
     """HF ``generate`` on one worker thread; peft adapters switched per request."""
 
@@ -151,7 +143,7 @@ class TransformersBackend(TextGenerationBackend):
         )
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self._model = model.to(device).eval()
-        self._template = _read_template(cfg.chat_template)
+        self._template = read_template(cfg.chat_template)
         model_max = getattr(model.config, "max_position_embeddings", None) or 2048
         self._ctx = min(cfg.max_model_len or model_max, model_max)
         eos = model.generation_config.eos_token_id
@@ -183,35 +175,7 @@ class TransformersBackend(TextGenerationBackend):
     # ---- text ---------------------------------------------------------------------------------
 
     def _render_chat(self, req: ChatCompletionRequest) -> str:
-        messages = []
-        for m in req.messages:
-            msg: dict[str, Any] = {
-                "role": "system" if m.role == "developer" else m.role,
-                "content": m.text(),
-            }
-            if m.tool_calls:
-                msg["tool_calls"] = [c.model_dump() for c in m.tool_calls]
-            if m.tool_call_id:
-                msg["tool_call_id"] = m.tool_call_id
-            messages.append(msg)
-        tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
-        if self._template is None and not getattr(self._tokenizer, "chat_template", None):
-            raise BadRequest(
-                "this model has no chat template; use /v1/completions", param="messages"
-            )
-        try:
-            text = self._tokenizer.apply_chat_template(
-                messages,
-                tools=tools,
-                chat_template=self._template,
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-        except Exception as err:  # jinja raises its own errors for unsupported conversations
-            raise BadRequest(
-                f"the chat template rejected the messages: {err}", param="messages"
-            ) from err
-        return str(text)
+        return render_chat(self._tokenizer, req, self._template)
 
     def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens))

@@ -1,0 +1,313 @@
+"""``VllmBackend``: vLLM's async engine in-process. The only module that imports vLLM.
+
+Why this exists: on supported GPUs vLLM gives continuous batching, paged KV cache and LoRA
+serving. We drive the engine directly (prompt token ids in, token deltas out) and reuse the
+shared OpenAI shaping, so both backends answer identically; vLLM's internal module paths move
+between releases, so every vLLM import sits in ``_import_vllm`` below.
+
+vLLM is an optional extra (``kaito-inference[vllm]``, CUDA images only). This module imports
+without it; ``start()`` fails with a message naming the extra.
+
+Status: written against vLLM's documented ``AsyncLLMEngine`` / ``SamplingParams`` /
+``LoRARequest`` API and unit-tested with fakes of that surface only; it has not run on a GPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kaito_inference.backends._chat_template import read_template, render_chat
+from kaito_inference.backends._textgen import TextGenerationBackend
+from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
+from kaito_inference.config import ServerConfig
+from kaito_inference.errors import BackendUnavailable, BadRequest, InvalidAdapter
+from kaito_inference.schemas import ChatCompletionRequest, ModelCard
+from kaito_inference.toolcalls import PARSERS, ParsedOutput, ToolCallParser
+
+logger = logging.getLogger(__name__)
+
+# Defaults for LoRA serving; vllm_engine_args overrides any of them.
+LORA_DEFAULTS: dict[str, Any] = {"enable_lora": True, "max_loras": 4, "max_lora_rank": 64}
+
+
+class VllmEngine(Protocol):
+    """The part of vLLM's ``AsyncLLMEngine`` (V1 ``AsyncLLM``) this backend uses."""
+
+    def generate(
+        self, prompt: Any, sampling_params: Any, request_id: str, *, lora_request: Any = None
+    ) -> AsyncIterator[Any]: ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def get_tokenizer(self) -> Any: ...
+
+    async def add_lora(self, lora_request: Any) -> Any: ...
+
+    async def remove_lora(self, lora_id: int) -> Any: ...
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class VllmApi:
+    """The vLLM classes we touch, resolved once; tests pass fakes."""
+
+    engine_args: Any  # AsyncEngineArgs
+    engine_cls: Any  # AsyncLLMEngine (has from_engine_args)
+    sampling_params: Any  # SamplingParams
+    lora_request: Any  # LoRARequest
+    delta_kind: Any  # RequestOutputKind.DELTA
+    tool_parsers: Any = None  # ToolParserManager, if importable
+    reasoning_parsers: Any = None  # ReasoningParserManager, if importable
+
+
+def _optional(*paths: str) -> Any:
+    import importlib
+
+    for path in paths:
+        module, _, name = path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+    return None
+
+
+def _import_vllm() -> VllmApi:
+    try:
+        from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
+        from vllm.lora.request import LoRARequest
+        from vllm.sampling_params import RequestOutputKind
+    except ImportError as err:
+        raise BackendUnavailable(
+            "the vllm backend needs the 'vllm' extra on a CUDA machine: "
+            "pip install 'kaito-inference[vllm]' (or use --backend transformers)"
+        ) from err
+    return VllmApi(
+        engine_args=AsyncEngineArgs,
+        engine_cls=AsyncLLMEngine,
+        sampling_params=SamplingParams,
+        lora_request=LoRARequest,
+        delta_kind=RequestOutputKind.DELTA,
+        tool_parsers=_optional(
+            "vllm.tool_parsers.ToolParserManager",
+            "vllm.entrypoints.openai.tool_parsers.ToolParserManager",
+        ),
+        reasoning_parsers=_optional(
+            "vllm.reasoning.ReasoningParserManager",
+        ),
+    )
+
+
+def engine_kwargs(config: ServerConfig) -> dict[str, Any]:
+    """Engine arguments for ``config``: the preset's settings, LoRA defaults, then passthrough."""
+    kwargs: dict[str, Any] = {
+        "model": config.model,
+        "served_model_name": [config.model_name],
+        "dtype": config.dtype,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "trust_remote_code": config.trust_remote_code,
+        **LORA_DEFAULTS,
+    }
+    if config.max_model_len is not None:
+        kwargs["max_model_len"] = config.max_model_len
+    kwargs.update(config.vllm_engine_args)
+    return kwargs
+
+
+class _VllmOutputParser:
+    """Adapts vLLM's reasoning and tool parsers to our ``ToolCallParser`` interface."""
+
+    def __init__(self, tool: Any, reasoning: Any, request: ChatCompletionRequest) -> None:
+        self._tool = tool
+        self._reasoning = reasoning
+        self._request = request
+
+    def parse(self, text: str) -> ParsedOutput:
+        reasoning = None
+        if self._reasoning is not None:
+            reasoning, content = self._reasoning.extract_reasoning_content(text, self._request)
+            text = content or ""
+        if self._tool is None:
+            return ParsedOutput(content=text or None, tool_calls=[], reasoning=reasoning)
+        from kaito_inference.schemas import FunctionCall, ToolCall
+
+        info = self._tool.extract_tool_calls(text, self._request)
+        calls = [
+            ToolCall(
+                id=c.id, function=FunctionCall(name=c.function.name, arguments=c.function.arguments)
+            )
+            for c in (info.tool_calls if info.tools_called else [])
+        ]
+        return ParsedOutput(content=info.content, tool_calls=calls, reasoning=reasoning)
+
+
+class VllmBackend(TextGenerationBackend):
+    """vLLM ``AsyncLLMEngine`` behind the shared OpenAI shaping."""
+
+    name = "vllm"
+
+    def __init__(self, config: ServerConfig, *, api: VllmApi | None = None) -> None:
+        super().__init__(model_name=config.model_name, tool_call_parser=config.tool_call_parser)
+        self._config = config
+        self._api = api
+        self._engine: Any = None
+        self._tokenizer: Any = None
+        self._template = read_template(config.chat_template)
+        self._ctx = 0
+        self._lora_ids = itertools.count(1)
+        self._loras: dict[str, Any] = {}
+        self._specs: dict[str, AdapterSpec] = {}
+
+    async def start(self) -> None:
+        api = self._api or _import_vllm()
+        self._api = api
+        args = api.engine_args(**engine_kwargs(self._config))
+        logger.info("starting vLLM engine for %s", self._config.model)
+        # Building the engine loads weights for minutes; keep the event loop (liveness) free.
+        self._engine = await asyncio.to_thread(api.engine_cls.from_engine_args, args)
+        self._tokenizer = await self._engine.get_tokenizer()
+        self._ctx = int(self._max_model_len())
+        self._ready = True
+
+    def _max_model_len(self) -> int:
+        model_config = getattr(self._engine, "model_config", None)
+        if model_config is not None and getattr(model_config, "max_model_len", None):
+            return int(model_config.max_model_len)
+        return self._config.max_model_len or 2048
+
+    async def aclose(self) -> None:
+        self._ready = False
+        if self._engine is not None:
+            self._engine.shutdown()
+
+    def context_length(self) -> int:
+        return self._ctx
+
+    def _vocab_size(self) -> int | None:
+        return len(self._tokenizer) if self._tokenizer is not None else None
+
+    def models(self) -> list[ModelCard]:
+        base = ModelCard(
+            id=self.model_name, owned_by="vllm", root=self._config.model, max_model_len=self._ctx
+        )
+        return [base] + [
+            ModelCard(id=n, owned_by="vllm", root=str(s.path), parent=self.model_name)
+            for n, s in sorted(self._specs.items())
+        ]
+
+    def _render_chat(self, req: ChatCompletionRequest) -> str:
+        return render_chat(self._tokenizer, req, self._template)
+
+    def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens))
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    def _output_parser(self, req: ChatCompletionRequest) -> ToolCallParser | None:
+        name = self._config.tool_call_parser
+        wants_tools = bool(req.tools) and req.tool_choice != "none"
+        reasoning_name = self._config.reasoning_parser
+        if name in PARSERS or (not wants_tools and reasoning_name is None):
+            return super()._output_parser(req)
+        assert self._api is not None
+        tool = reasoning = None
+        if wants_tools:
+            if name is None or self._api.tool_parsers is None:
+                raise BadRequest("this model is served without a tool_call_parser", param="tools")
+            tool = self._api.tool_parsers.get_tool_parser(name)(self._tokenizer)
+        if reasoning_name is not None and self._api.reasoning_parsers is not None:
+            parser_cls = self._api.reasoning_parsers.get_reasoning_parser(reasoning_name)
+            reasoning = parser_cls(self._tokenizer)
+        return _VllmOutputParser(tool, reasoning, req)
+
+    def _sampling_params(self, params: SamplingParams) -> Any:
+        assert self._api is not None
+        return self._api.sampling_params(
+            n=1,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+            logprobs=params.logprobs,
+            output_kind=self._api.delta_kind,
+            skip_special_tokens=True,
+        )
+
+    def _events(self, output: Any, want_logprobs: bool) -> list[TokenEvent]:
+        ids = list(output.token_ids)
+        lps = list(output.logprobs or []) if want_logprobs else []
+        events = []
+        for k, token_id in enumerate(ids):
+            text = output.text if k == len(ids) - 1 else ""
+            logprob, top, token = None, (), ""
+            if k < len(lps) and lps[k]:
+                entry = lps[k]
+                chosen = entry.get(token_id)
+                if chosen is not None:
+                    logprob, token = chosen.logprob, chosen.decoded_token or ""
+                ranked = sorted(entry.items(), key=lambda kv: kv[1].rank or 0)
+                top = tuple(
+                    (lp.decoded_token or "", lp.logprob) for tid, lp in ranked if tid != token_id
+                )
+            events.append(
+                TokenEvent(
+                    token_id=token_id, text=text, token=token, logprob=logprob, top_logprobs=top
+                )
+            )
+        return events
+
+    async def _generate(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
+    ) -> AsyncIterator[TokenEvent]:
+        request_id = f"kaito-{uuid.uuid4().hex}"
+        lora = self._loras.get(adapter) if adapter else None
+        stream = self._engine.generate(
+            {"prompt_token_ids": prompt_ids},
+            self._sampling_params(params),
+            request_id,
+            lora_request=lora,
+        )
+        finished = False
+        try:
+            async for out in stream:
+                for completion in out.outputs[:1]:
+                    for ev in self._events(completion, params.logprobs is not None):
+                        yield ev
+                finished = bool(out.finished)
+        finally:
+            if not finished:
+                await self._engine.abort(request_id)
+
+    async def load_adapter(self, spec: AdapterSpec) -> None:
+        assert self._api is not None
+        request = self._api.lora_request(
+            lora_name=spec.name, lora_int_id=next(self._lora_ids), lora_path=str(spec.path)
+        )
+        try:
+            await self._engine.add_lora(request)
+        except Exception as err:  # vLLM raises ValueError / RuntimeError variants
+            raise InvalidAdapter(
+                f"vLLM could not load adapter '{spec.name}' from {spec.path}: {err}",
+                param="lora_path",
+            ) from err
+        old = self._loras.get(spec.name)
+        self._loras[spec.name] = request
+        self._specs[spec.name] = spec
+        if old is not None:
+            await self._engine.remove_lora(old.lora_int_id)
+
+    async def unload_adapter(self, name: str) -> None:
+        request = self._loras.pop(name, None)
+        self._specs.pop(name, None)
+        if request is not None:
+            await self._engine.remove_lora(request.lora_int_id)
