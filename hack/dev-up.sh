@@ -34,16 +34,20 @@ helm() { "$BIN/helm" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
 # Stop what a previous run started (only our own pid files).
 bash hack/dev-down.sh >/dev/null 2>&1 || true
 
+# CRDs first and always current (Helm installs crds/ only when absent); server-side, taking
+# over fields another manager (e.g. kubectl in a test) may hold.
+kc apply --server-side --force-conflicts -f charts/kaito-workspace/crds >&2
+[[ -d charts/gpu-provisioner/crds ]] && kc apply --server-side --force-conflicts -f charts/gpu-provisioner/crds >&2
 log "installing charts/kaito-workspace (replicaCount=0, webhook at https://127.0.0.1:$WEBHOOK_PORT)"
-helm upgrade --install kaito-workspace charts/kaito-workspace -n "$CONTROLLER_NS" --create-namespace \
-  --set replicaCount=0 --set cloudProvider=kwok \
+helm upgrade --install --skip-crds kaito-workspace charts/kaito-workspace -n "$CONTROLLER_NS" --create-namespace \
+  --set replicaCount=0 --set cloudProvider=kwok --force-conflicts \
   --set webhook.url="https://127.0.0.1:$WEBHOOK_PORT" --wait --timeout 120s >&2
 
 provisioner_sa=""
 if [[ -d charts/gpu-provisioner/templates ]]; then
   log "installing charts/gpu-provisioner (provider=kwok, replicaCount=0)"
-  helm upgrade --install gpu-provisioner charts/gpu-provisioner -n "$PROVISIONER_NS" --create-namespace \
-    --set replicaCount=0 --set provider=kwok --wait --timeout 120s >&2
+  helm upgrade --install --skip-crds gpu-provisioner charts/gpu-provisioner -n "$PROVISIONER_NS" --create-namespace \
+    --set replicaCount=0 --set provider=kwok --force-conflicts --wait --timeout 120s >&2
   provisioner_sa=$(kc -n "$PROVISIONER_NS" get serviceaccount -l app.kubernetes.io/instance=gpu-provisioner \
     -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
 fi

@@ -7,6 +7,15 @@ without running a provisioner; keeping one builder avoids three slightly differe
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 
@@ -57,3 +66,69 @@ def rollout_done(workload: dict[str, Any]) -> dict[str, Any]:
         "updatedReplicas": n,
     }
     return workload
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ControllerProcess:
+    """``kaito-controller`` as a child process (e2e tests, benchmark): the shipped entry point,
+    its settings from the environment, and whatever identity ``kubeconfig`` carries."""
+
+    def __init__(self, env: Mapping[str, str], *, kubeconfig: Path, log_path: Path) -> None:
+        self.env = {**os.environ, **env, "KUBECONFIG": str(kubeconfig)}
+        self.log_path = log_path
+        self.health_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> ControllerProcess:
+        exe = Path(sys.executable).with_name("kaito-controller")
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(exe), "--health-address", f"127.0.0.1:{self.health_port}"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                raise RuntimeError(f"kaito-controller exited {code}:\n{self.log_tail()}")
+            url = f"http://127.0.0.1:{self.health_port}/healthz"
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"kaito-controller not healthy after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> ControllerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
