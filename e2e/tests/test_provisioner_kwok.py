@@ -6,63 +6,17 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kaito_gpu_provisioner.testing.e2e import ORDER, condition_status, get_json, nodeclaim, wait_for
 from kaito_gpu_provisioner.testing.runner import ProvisionerProcess, service_account_kubeconfig
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "gpu-provisioner"
-ORDER = ("Launched", "Registered", "Initialized", "Ready")
-
-
-def nodeclaim(name: str, sku: str = "Standard_NC6s_v3") -> dict[str, Any]:
-    return {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodeClaim",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kaito.sh/workspace": "phi-3",
-                "kaito.sh/workspacenamespace": "default",
-                "karpenter.sh/nodepool": "kaito",
-            },
-        },
-        "spec": {
-            "nodeClassRef": {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"},
-            "requirements": [
-                {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [sku]},
-                {"key": "karpenter.sh/nodepool", "operator": "In", "values": ["kaito"]},
-                {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
-            ],
-            "taints": [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}],
-            "resources": {"requests": {"storage": "120Gi"}},
-        },
-    }
-
-
-def get_json(kubectl: Callable[..., Any], *args: str) -> dict[str, Any] | None:
-    result = kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def condition_status(claim: dict[str, Any] | None) -> dict[str, str]:
-    conds = ((claim or {}).get("status") or {}).get("conditions") or []
-    return {c["type"]: c["status"] for c in conds}
 
 
 @pytest.fixture(scope="session")
