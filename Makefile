@@ -24,6 +24,7 @@ fmt: ## Format the code
 lint: ## Lint Python (ruff), the Dockerfiles (hadolint) and the charts (helm lint)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports
 	$(UV) run --frozen hadolint --failure-threshold warning $$(git ls-files 'packages/*/Dockerfile*')
 	bash hack/helm-lint.sh
 
