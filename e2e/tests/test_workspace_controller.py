@@ -14,8 +14,14 @@ converges to the same objects (no duplicate NodeClaims).
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -467,3 +473,193 @@ def test_kill_mid_reconcile_and_restart_converges_without_duplicates(
     time.sleep(3)
     assert get_json(kubectl, "deployment", name, "-n", namespace)["metadata"]["uid"] == before  # type: ignore[index]
     assert len(ws_claims(kubectl, namespace, name)) == 1
+
+
+# --- data plane: the controller's container specs, run on the host ------------------------------
+
+
+def host_command(
+    container: dict[str, Any], path_map: dict[str, Path], overrides: dict[str, str]
+) -> list[str]:
+    """The container's command + args with mount paths mapped to host directories and the
+    given ``--flag value`` pairs replaced (or appended)."""
+    argv = [*container.get("command", []), *container.get("args", [])]
+    mapped = []
+    for arg in argv:
+        for mount, host in sorted(path_map.items(), key=lambda kv: -len(kv[0])):
+            if arg == mount or arg.startswith(mount + "/"):
+                arg = str(host) + arg[len(mount) :]
+                break
+        mapped.append(arg)
+    for flag, value in overrides.items():
+        if flag in mapped:
+            mapped[mapped.index(flag) + 1] = value
+        else:
+            mapped += [flag, value]
+    exe = Path(sys.executable).with_name(mapped[0])
+    return [str(exe), *mapped[1:]]
+
+
+def materialise(
+    kubectl: Kubectl,
+    namespace: str,
+    pod_spec: dict[str, Any],
+    container: dict[str, Any],
+    root: Path,
+) -> dict[str, Path]:
+    """Host directories for the container's mounts; ConfigMap volumes get their files."""
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    out: dict[str, Path] = {}
+    for mount in container.get("volumeMounts", []):
+        host = root / mount["name"]
+        host.mkdir(parents=True, exist_ok=True)
+        cm_ref = volumes[mount["name"]].get("configMap")
+        if cm_ref:
+            cm = get_json(kubectl, "configmap", cm_ref["name"], "-n", namespace)
+            assert cm is not None, f"ConfigMap {cm_ref['name']} of the workload is missing"
+            for key, text in cm["data"].items():
+                (host / key).write_text(text)
+        out[mount["mountPath"]] = host
+    return out
+
+
+def test_inference_container_serves_on_the_host(
+    kubectl: Kubectl,
+    namespace: str,
+    controller: ControllerProcess,
+    provisioner: ProvisionerProcess,
+    tmp_path: Path,
+) -> None:
+    """Run the inference container the controller built (command, args, env, mounted config)
+    on the host, with a tiny local model in place of the weights and the CPU backend; it must
+    pass the workload's own probes and answer on the Service's target port."""
+    from kaito_inference.testing.tiny_model import build_tiny_model
+
+    name = apply_example(kubectl, namespace, "phi-3-mini-inference.yaml")
+    wait_condition(kubectl, namespace, name, "WorkspaceReady", timeout=90, why=controller.log_tail)
+    dep = get_json(kubectl, "deployment", name, "-n", namespace)
+    svc = get_json(kubectl, "svc", name, "-n", namespace)
+    assert dep is not None and svc is not None
+    pod_spec = dep["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    target = next(p["targetPort"] for p in svc["spec"]["ports"] if p["port"] == 80)
+    paths = materialise(kubectl, namespace, pod_spec, container, tmp_path / "mounts")
+    tiny = build_tiny_model(tmp_path / "tiny")
+    port = target if port_free(target) else free_port()  # the host may already use 5000
+    argv = host_command(
+        container, paths, {"--model": str(tiny), "--backend": "transformers", "--port": str(port)}
+    )
+    env = {
+        **os.environ,
+        **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
+    }
+    env |= {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        probes = {
+            k: container[k]["httpGet"]["path"]
+            for k in ("startupProbe", "livenessProbe", "readinessProbe")
+        }
+        assert {container[k]["httpGet"]["port"] for k in probes} == {target}
+        wait_until(
+            lambda: http_status(base + probes["startupProbe"]) == 200,
+            timeout=240,
+            interval=1,
+            what=f"startup probe {probes['startupProbe']} of {argv} (server log: {log})",
+        )
+        assert http_status(base + probes["livenessProbe"]) == 200
+        assert http_status(base + probes["readinessProbe"]) == 200
+        served = argv[argv.index("--served-model-name") + 1]
+        body = json.dumps(
+            {"model": served, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        ).encode()
+        req = urllib.request.Request(
+            base + "/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            answer = json.loads(resp.read())
+        assert answer["model"] == served and answer["choices"][0]["message"]["role"] == "assistant"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except OSError:
+        return 0
+
+
+def test_tuning_container_trains_on_the_host(
+    kubectl: Kubectl,
+    namespace: str,
+    controller: ControllerProcess,
+    provisioner: ProvisionerProcess,
+    tmp_path: Path,
+) -> None:
+    """Run the tuning container of the controller's Job (command, args, mounted config) on the
+    host: a tiny model stands in for the weights init container's download, a local dataset for
+    the data fetcher's. The quick start's qlora needs a CUDA GPU, so this uses the same
+    Workspace with method lora (the chart's lora template); the push step is left out (no
+    registry here) and training is capped at 2 steps."""
+    from kaito_inference.testing.tiny_model import build_tiny_model
+
+    body = yaml.safe_load((QUICKSTART / "phi-3-qlora-tuning.yaml").read_text())
+    body["metadata"]["name"] = name = "workspace-tuning-phi-3-lora"
+    body["tuning"]["method"] = "lora"
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    wait_condition(kubectl, namespace, name, "JobStarted", timeout=90, why=controller.log_tail)
+    job = get_json(kubectl, "job", name, "-n", namespace)
+    assert job is not None
+    pod_spec = job["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    paths = materialise(kubectl, namespace, pod_spec, container, tmp_path / "mounts")
+    paths["/workspace/weights"] = build_tiny_model(tmp_path / "tiny")
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"q{i}"},
+                {"role": "assistant", "content": f"a{i}"},
+            ]
+        }
+        for i in range(8)
+    ]
+    (paths["/mnt/data"] / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    argv = host_command(
+        container,
+        paths,
+        {"--max-steps": "2", "--termination-log": str(tmp_path / "termination.log")},
+    )
+    for flag in ("--push-image", "--docker-config"):
+        if flag in argv:
+            i = argv.index(flag)
+            del argv[i : i + 2]
+    assert "--method" in argv and argv[argv.index("--method") + 1] == "lora"
+    env = {
+        **os.environ,
+        **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
+    }
+    env |= {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = paths["/mnt/output"]
+    for produced in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "fine_tuning_completed.txt",
+    ):
+        assert (out / produced).is_file(), sorted(p.name for p in out.iterdir())
