@@ -66,8 +66,19 @@ def build_azure_provisioner(
         "retry_total": settings.retry_total,
         "credential_scopes": [ARM_SCOPE],
     }
+    session = None
     if settings.arm_ca_bundle is not None:
-        options["connection_verify"] = str(settings.arm_ca_bundle)
+        # Not `connection_verify=<path>`: azure-core then builds a new SSLContext per request,
+        # which defeats aiohttp's connection pool (a TLS handshake on every call). One context
+        # on the connector keeps connections reused.
+        import ssl
+
+        import aiohttp
+        from azure.core.pipeline.transport import AioHttpTransport
+
+        context = ssl.create_default_context(cafile=str(settings.arm_ca_bundle))
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+        options["transport"] = AioHttpTransport(session=session, session_owner=False)
     client = ContainerServiceClient(credential, settings.subscription_id, **options)
     provisioner = AzureNodeProvisioner(
         client.agent_pools,
@@ -81,5 +92,7 @@ def build_azure_provisioner(
     async def close() -> None:
         await client.close()
         await credential.close()
+        if session is not None:
+            await session.close()
 
     return provisioner, close

@@ -1,0 +1,234 @@
+"""How long the gpu-provisioner itself takes from NodeClaim creation to Ready, and how many ARM
+requests it makes per claim.
+
+Why: cloud latency (minutes for a real agent pool) dwarfs everything, so the provisioner's own
+overhead is only visible with a cloud that answers instantly. This drives the real controller
+step (`NodeClaimController.reconcile`) with the real Azure provider and the real async Azure SDK
+over HTTPS against the local ARM server (operations complete at once), and an in-memory
+Kubernetes API whose nodes turn Ready as soon as they exist (what KWOK does). Time spent is
+therefore provisioner + SDK + local HTTP, nothing else. Claims are reconciled concurrently, as
+kopf does (one worker per object).
+
+Modes:
+  (default)   in-process, both providers, 1 and 100 claims
+  --cluster   the shipped ``gpu-provisioner`` process (kopf) on the local cluster with the KWOK
+              provider: wall time from create to Ready as seen by a client polling the API, which
+              includes the API server, kopf and KWOK's node heartbeat (upper bound).
+
+Run: ``uv run python bench/provisioner_latency.py [--claims 1 100] [--cluster]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kaito_gpu_provisioner.azure.client import build_azure_provisioner
+from kaito_gpu_provisioner.controller import NodeClaimController, Timing
+from kaito_gpu_provisioner.kwok.provisioner import KwokNodeProvisioner
+from kaito_gpu_provisioner.settings import AzureSettings
+from kaito_gpu_provisioner.testing.aks_nodes import aks_node, node_name
+from kaito_gpu_provisioner.testing.arm_server import ArmServer
+from kaito_gpu_provisioner.testing.e2e import nodeclaim
+from kaito_gpu_provisioner.testing.memory_kube import MemoryKube
+
+
+@dataclass
+class Result:
+    provider: str
+    claims: int
+    per_claim_busy_ms: list[float]
+    wall_s: float
+    reconciles: int
+    arm_requests_create: int = 0
+    arm_requests_delete: int = 0
+    cold_ms: float = 0.0
+
+
+class MemorySink:
+    def __init__(self, kube: MemoryKube) -> None:
+        self.kube = kube
+
+    def register(self, pool: Any, *, subscription: str, cluster: str) -> None:
+        node = aks_node(pool, subscription=subscription, node_resource_group="mc", cluster=cluster)
+        self.kube.nodes[node["metadata"]["name"]] = node
+
+    def unregister(self, pool: Any) -> None:
+        self.kube.nodes.pop(node_name(str(pool["name"])), None)
+
+
+async def drive(controller: NodeClaimController, kube: MemoryKube, name: str) -> tuple[float, int]:
+    """Reconcile one claim until Ready; return (seconds inside reconcile, number of reconciles)."""
+    busy, rounds = 0.0, 0
+    while True:
+        start = time.perf_counter()
+        outcome = await controller.reconcile(kube.nodeclaims[name])
+        busy += time.perf_counter() - start
+        rounds += 1
+        kube.kwok_tick()  # nodes are Ready the moment they exist
+        if outcome.ready:
+            return busy, rounds
+        if rounds > 20:
+            raise RuntimeError(f"{name} not Ready after {rounds} reconciles: {outcome.message}")
+
+
+async def run_in_process(provider: str, claims: int) -> Result:
+    kube = MemoryKube()
+    names = [f"ws{i:09d}" for i in range(claims)]
+    warm = "wswarmup"
+    for name in [warm, *names]:
+        kube.nodeclaims[name] = nodeclaim(name)
+        kube.nodeclaims[name]["metadata"]["uid"] = f"uid-{name}"
+    server = None
+    closers = []
+    if provider == "azure":
+        server = ArmServer(cert_dir=Path(tempfile.mkdtemp()), node_sink=MemorySink(kube)).start()
+        settings = AzureSettings(
+            subscription_id="sub",
+            resource_group="rg",
+            cluster_name="aks",
+            arm_endpoint=server.url,
+            arm_ca_bundle=server.ca_path,
+            credential="static-token",
+            static_token="bench",
+            polling_interval_seconds=0.05,
+        )
+        prov, close = build_azure_provisioner(settings, kube)
+        closers.append(close)
+    else:
+        prov = KwokNodeProvisioner(kube)
+    controller = NodeClaimController(prov, kube, timing=Timing(sync=0.0))
+    try:
+        # One claim first, unmeasured: imports, the SDK pipeline and the first TLS connection
+        # are one-time process costs, not per-claim ones (reported as `cold`).
+        cold, _ = await drive(controller, kube, warm)
+        if server is not None:
+            server.reset()
+        start = time.perf_counter()
+        outcomes = await asyncio.gather(*(drive(controller, kube, n) for n in names))
+        wall = time.perf_counter() - start
+        result = Result(
+            provider=provider,
+            claims=claims,
+            per_claim_busy_ms=[b * 1000 for b, _ in outcomes],
+            wall_s=wall,
+            reconciles=sum(r for _, r in outcomes),
+            cold_ms=cold * 1000,
+        )
+        if server is not None:
+            result.arm_requests_create = server.stats()["total"]
+            for name in names:  # deletion: drive terminate until done
+                body = kube.nodeclaims[name]
+                while await controller.terminate(body) is not None:
+                    pass
+            result.arm_requests_delete = server.stats()["total"] - result.arm_requests_create
+    finally:
+        for close in closers:
+            await close()
+        if server is not None:
+            server.stop()
+    return result
+
+
+def report(result: Result) -> None:
+    busy = sorted(result.per_claim_busy_ms)
+    p95 = busy[min(len(busy) - 1, round(0.95 * (len(busy) - 1)))]
+    line = (
+        f"{result.provider:5} claims={result.claims:3}  provisioner time per claim: "
+        f"median {statistics.median(busy):7.1f} ms  p95 {p95:7.1f} ms  max {busy[-1]:7.1f} ms  |  "
+        f"all Ready in {result.wall_s:6.2f} s wall  |  reconciles/claim "
+        f"{result.reconciles / result.claims:.1f}  |  first claim of the process "
+        f"{result.cold_ms:.0f} ms"
+    )
+    if result.provider == "azure":
+        line += (
+            f"  |  ARM requests/claim: create {result.arm_requests_create / result.claims:.1f}, "
+            f"delete {result.arm_requests_delete / result.claims:.1f}"
+        )
+    print(line)
+
+
+def run_cluster(claims: int) -> None:
+    """The shipped process with kopf on the local cluster (kwok provider)."""
+    import json
+    import subprocess
+
+    from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
+
+    repo = Path(__file__).resolve().parents[1]
+    kubeconfig = Path(
+        subprocess.check_output(
+            ["bash", str(repo / "hack/local-cluster.sh"), "kubeconfig"], text=True
+        ).strip()
+    )
+    tools = subprocess.check_output(
+        ["bash", str(repo / "hack/build-tools.sh"), "--print-bin"], text=True
+    ).strip()
+    kubectl = [f"{tools}/kubectl", f"--kubeconfig={kubeconfig}"]
+    subprocess.run(
+        [*kubectl, "apply", "-f", str(repo / "charts/gpu-provisioner/crds")],
+        check=True,
+        capture_output=True,
+    )
+    env = {"KAITO_PROVISIONER_PROVIDER": "kwok", "KAITO_PROVISIONER_SYNC_INTERVAL_SECONDS": "0.5"}
+    log = Path(tempfile.mkdtemp()) / "gp.log"
+    prefix = f"wsb{int(time.time()) % 100000:05d}"
+    names = [f"{prefix}{i:03d}" for i in range(claims)]
+    with ProvisionerProcess(env, kubeconfig=kubeconfig, log_path=log):
+        docs = "\n---\n".join(json.dumps(nodeclaim(n)) for n in names)
+        created = time.monotonic()
+        subprocess.run(
+            [*kubectl, "apply", "-f", "-"], input=docs, text=True, check=True, capture_output=True
+        )
+        ready_at: dict[str, float] = {}
+        deadline = created + 300
+        while len(ready_at) < claims and time.monotonic() < deadline:
+            out = subprocess.run(
+                [*kubectl, "get", "nodeclaims", "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            now = time.monotonic()
+            for item in json.loads(out.stdout)["items"]:
+                name = item["metadata"]["name"]
+                conds = {
+                    c["type"]: c["status"]
+                    for c in (item.get("status") or {}).get("conditions") or []
+                }
+                if name in names and name not in ready_at and conds.get("Ready") == "True":
+                    ready_at[name] = now - created
+            time.sleep(0.2)
+        subprocess.run(
+            [*kubectl, "delete", "nodeclaims", *names, "--wait=true", "--timeout=300s"],
+            capture_output=True,
+        )
+    lat = sorted(ready_at.values())
+    print(
+        f"cluster/kwok claims={claims:3}  create->Ready seen by a client: median "
+        f"{statistics.median(lat):.2f} s  max {lat[-1]:.2f} s  ({len(lat)}/{claims} Ready)"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--claims", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--cluster", action="store_true", help="also measure on the local cluster")
+    args = parser.parse_args(argv)
+    for provider in ("azure", "kwok"):
+        for n in args.claims:
+            report(asyncio.run(run_in_process(provider, n)))
+    if args.cluster:
+        for n in args.claims:
+            run_cluster(n)
+
+
+if __name__ == "__main__":
+    main()
