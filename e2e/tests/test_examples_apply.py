@@ -1,0 +1,285 @@
+"""Every manifest under examples/ is accepted by a real API server, with the catalog webhook in
+the admission path.
+
+Why: the unit test (tests/unit/test_examples.py) checks the examples against the Python rules;
+this one applies each file as a user would (``kubectl apply -f examples/...``) to a fresh
+namespace and reads it back in the file's own API version, so the generated CRD (schema + CEL)
+and the controller's admission logic (catalog checks) both see the object the API server built.
+
+The webhook, independent of the chart's ``validation.workspace.kaito.sh`` (whose controller
+other suites start and stop): on the local cluster this module serves the controller's own
+admission function (``kaito_controller.webhook.admission``) over HTTPS from the test process
+and registers it under a name of its own with failurePolicy Ignore, so nothing is blocked if
+the test dies. Every example must be reviewed by it (recorded), which proves the webhook was in
+the path. Namespaces are reviewed as the controller with node auto-provisioning on or off, so
+each ``byo/`` example is applied twice: refused naming ``resource.instanceType`` with
+auto-provisioning on, accepted with it off. On kind (``make kind-e2e``) the API server cannot
+reach this host; there the chart's controller runs in the cluster and its webhook is the one
+in the path.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kaito_controller.webhook.admission import admission_errors, denial_message
+from kaito_e2e.cluster import Backend, Cluster
+from kaito_e2e.kube import random_suffix, wait_until
+from kaito_e2e.tls import make_loopback_server_cert
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+FILES = sorted(p for p in EXAMPLES.rglob("*") if p.suffix in {".yaml", ".yml"})
+CHART_WEBHOOK = "validation.workspace.kaito.sh"
+PROBE_NS = "default"
+Kubectl = Callable[..., Any]
+
+
+def rel(path: Path) -> str:
+    return str(path.relative_to(EXAMPLES))
+
+
+def get_json(kubectl: Kubectl, *args: str) -> dict[str, Any] | None:
+    out = kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+# --- the webhook served from the test process --------------------------------------------------
+
+
+@dataclass
+class ExamplesWebhook:
+    """Reviews Workspaces in the namespaces listed in ``nap`` (value: node auto-provisioning on)
+    with the controller's admission function; allows everything else untouched."""
+
+    nap: dict[str, bool] = field(default_factory=dict)
+    reviewed: list[tuple[str, str, bool]] = field(default_factory=list)  # ns, name, allowed
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def review(self, request: dict[str, Any]) -> dict[str, Any]:
+        ns = request.get("namespace") or ""
+        obj = request.get("object") or {}
+        response: dict[str, Any] = {"uid": request.get("uid", ""), "allowed": True}
+        with self.lock:
+            nap = self.nap.get(ns)
+        if nap is None:
+            return response
+        errors = admission_errors(obj, request.get("oldObject"), nap_enabled=nap)
+        if errors:
+            response.update(allowed=False, status={"code": 422, "message": denial_message(errors)})
+        with self.lock:
+            self.reviewed.append((ns, (obj.get("metadata") or {}).get("name", ""), not errors))
+        return response
+
+
+def serve(hook: ExamplesWebhook, cert_file: Path, key_file: Path) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = json.dumps(
+                {
+                    "apiVersion": "admission.k8s.io/v1",
+                    "kind": "AdmissionReview",
+                    "response": hook.review(review["request"]),
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def webhook_configuration(name: str, port: int, ca_pem: bytes) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": name,
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                # Ignore: a test killed mid-run must not block other suites' Workspaces. The
+                # recorded reviews prove the webhook was called.
+                "failurePolicy": "Ignore",
+                "timeoutSeconds": 10,
+                "matchPolicy": "Equivalent",  # v1alpha1 requests arrive as v1beta1, as the chart's
+                "rules": [
+                    {
+                        "apiGroups": ["kaito.sh"],
+                        "apiVersions": ["v1beta1"],
+                        "resources": ["workspaces"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "clientConfig": {
+                    "url": f"https://127.0.0.1:{port}/validate",
+                    "caBundle": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+    }
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What reviews Workspaces during this module."""
+
+    served_by: str
+    hook: ExamplesWebhook | None  # None: the chart's controller in the cluster
+    in_cluster_nap: bool = True
+
+
+def in_cluster_controller(kubectl: Kubectl) -> dict[str, Any] | None:
+    """A ready controller Deployment of the kaito-workspace chart, in any namespace."""
+    found = get_json(kubectl, "deployments", "-A", "-l", "app.kubernetes.io/name=kaito-workspace")
+    for deploy in (found or {}).get("items", []):
+        if int((deploy.get("status") or {}).get("readyReplicas") or 0) >= 1:
+            return deploy
+    return None
+
+
+def env_value(deploy: dict[str, Any], name: str) -> str | None:
+    for container in deploy["spec"]["template"]["spec"]["containers"]:
+        for var in container.get("env") or ():
+            if var.get("name") == name:
+                return var.get("value")
+    return None
+
+
+def probe_body() -> str:
+    """A Workspace the CRD accepts and only the catalog check refuses (unknown preset)."""
+    body = yaml.safe_load(
+        (EXAMPLES / "quickstart" / "v1beta1" / "phi-3-mini-inference.yaml").read_text()
+    )
+    body["metadata"]["name"] = "examples-webhook-probe"
+    body["inference"]["preset"]["name"] = "no-such-model"
+    return yaml.safe_dump(body)
+
+
+def probe(kubectl: Kubectl) -> str | None:
+    """stderr of a server-side dry run refused by a webhook; None when it was let through."""
+    out = kubectl(
+        "create", "--dry-run=server", "-n", PROBE_NS, "-f", "-", input=probe_body(), check=False
+    )
+    return out.stderr if out.returncode != 0 and "denied the request" in out.stderr else None
+
+
+@pytest.fixture(scope="module")
+def admission(
+    e2e_cluster: Cluster, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Admission]:
+    # The CRDs, always current (Helm installs crds/ only when absent): server-side, taking
+    # over fields other suites applied.
+    for chart in ("kaito-workspace", "gpu-provisioner"):
+        crds = str(REPO / "charts" / chart / "crds")
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
+    deploy = in_cluster_controller(kubectl)
+    if deploy is not None:
+        where = f"{deploy['metadata']['namespace']}/{deploy['metadata']['name']}"
+        nap = env_value(deploy, "KAITO_CONTROLLER_NODE_AUTO_PROVISIONING") != "false"
+        yield Admission(f"in-cluster controller {where}", None, nap)
+        return
+    if e2e_cluster.backend is not Backend.LOCAL:
+        pytest.fail(
+            "no kaito-workspace controller runs in this cluster and its API server cannot call "
+            "a webhook on this host: install the chart first (hack/kind-e2e.sh does)"
+        )
+    cert = make_loopback_server_cert(tmp_path_factory.mktemp("examples-webhook"))
+    hook = ExamplesWebhook()
+    server = serve(hook, cert.cert_file, cert.key_file)
+    name = f"e2e-examples-{random_suffix()}.kaito.sh"
+    config = webhook_configuration(name, server.server_address[1], cert.ca_pem)
+    kubectl("apply", "-f", "-", input=json.dumps(config))
+    hook.nap[PROBE_NS] = True
+    try:
+        # Registration reaches the API server's webhook cache asynchronously.
+        wait_until(lambda: probe(kubectl), timeout=30, what=f"webhook {name} to be called")
+        with hook.lock:
+            del hook.nap[PROBE_NS]
+        yield Admission(f"webhook {name} in the test process", hook)
+    finally:
+        kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
+        server.shutdown()
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+def test_the_catalog_check_is_in_the_admission_path(kubectl: Kubectl, admission: Admission) -> None:
+    if admission.hook is not None:
+        admission.hook.nap[PROBE_NS] = True
+    try:
+        stderr = probe(kubectl)
+    finally:
+        if admission.hook is not None:
+            admission.hook.nap.pop(PROBE_NS, None)
+    assert stderr is not None, f"{admission.served_by} let an unknown preset through"
+    assert "inference.preset.name" in stderr and "no-such-model" in stderr, stderr
+
+
+def apply_and_read_back(kubectl: Kubectl, namespace: str, path: Path) -> None:
+    body = yaml.safe_load(path.read_text())
+    name, group_version = body["metadata"]["name"], body["apiVersion"]
+    out = kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+    assert out.returncode == 0, f"{rel(path)} refused:\n{out.stderr}"
+    # Read back in the file's own version (v1alpha1 is served from v1beta1 storage).
+    resource = f"workspaces.{group_version.split('/')[1]}.kaito.sh"
+    stored = get_json(kubectl, resource, name, "-n", namespace)
+    assert stored is not None, f"{rel(path)}: {name} not found after apply"
+    assert stored["apiVersion"] == group_version
+    for key in ("resource", "inference", "tuning"):
+        assert stored.get(key) == body.get(key), (rel(path), key, stored.get(key))
+    kubectl("delete", "-n", namespace, "-f", str(path), "--wait=true", "--timeout=60s")
+    assert get_json(kubectl, "workspace", name, "-n", namespace) is None
+
+
+@pytest.mark.parametrize("path", FILES, ids=rel)
+def test_example_is_accepted_and_read_back_unchanged(
+    kubectl: Kubectl, namespace: str, admission: Admission, path: Path
+) -> None:
+    name = yaml.safe_load(path.read_text())["metadata"]["name"]
+    byo = "byo" in path.relative_to(EXAMPLES).parts
+    hook = admission.hook
+    if byo and (hook is not None or admission.in_cluster_nap):
+        # With node auto-provisioning on, a Workspace without an instance type is refused.
+        if hook is not None:
+            hook.nap[namespace] = True
+        out = kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+        assert out.returncode != 0, f"{rel(path)} accepted with node auto-provisioning on"
+        assert "resource.instanceType" in out.stderr, out.stderr
+        if hook is None:
+            return  # the in-cluster controller auto-provisions: nothing more to apply
+    if hook is not None:
+        hook.nap[namespace] = not byo
+    apply_and_read_back(kubectl, namespace, path)
+    if hook is not None:
+        mine = [allowed for ns, n, allowed in hook.reviewed if (ns, n) == (namespace, name)]
+        assert mine and mine[-1], f"{rel(path)}: reviews by {admission.served_by}: {mine}"
+        hook.nap.pop(namespace, None)
