@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# `make kind-e2e`: the whole story with real pods, for machines with Docker.
+#
+# A kind cluster (one control plane, one worker) gets the images built from this checkout, fake
+# GPU capacity and GPU labels on the worker (a node-status patch: nothing runs on a GPU), both
+# charts installed as real Deployments, the Phi-3 quick start served by the CPU inference image
+# (transformers backend) and answered over the Service, then the e2e suite against the cluster
+# (KAITO_E2E_KUBECONFIG). CI cannot run this (no Docker there): keep it correct by reading,
+# `bash -n` and shellcheck.
+#
+# Usage: hack/kind-e2e.sh [all|up|smoke|test|down] [-- PYTEST_ARGS...]
+#   all    (default) up, smoke, test
+#   up     cluster, images, fake GPUs, charts (idempotent: reuses the cluster and images)
+#   smoke  apply examples/quickstart/phi-3-mini-inference.yaml, wait for WorkspaceReady, POST /chat
+#   test   uv run pytest -m e2e e2e (or PYTEST_ARGS) with KAITO_E2E_KUBECONFIG set
+#   down   delete the kind cluster
+#
+# Nodes: the workspace controller runs in bring-your-own-nodes mode (nodeAutoProvisioning=false)
+# and the worker carries the quick start's label (apps=phi-3), because pods can only run on the
+# real kind nodes. The gpu-provisioner chart is installed too (kwok provider, real pod) so its
+# Deployment and RBAC are exercised, but nothing asks it for nodes in this mode.
+#
+# Env:
+#   KAITO_KIND_CLUSTER   cluster name (default kaito-e2e)
+#   KAITO_KIND_SKU       SKU the worker pretends to be (default Standard_NC6s_v3, the quick start's)
+#   KAITO_KIND_BACKEND   inference backend of the workloads: transformers (default) or fake. With
+#                        the default, the CPU image must hold a model for the preset's Hugging Face
+#                        id in its cache (checked; see the message when it does not)
+#   KAITO_IMAGE_REGISTRY image names, as hack/build-images.sh (default ghcr.io/kaito-py)
+#   KAITO_KIND_SKIP_BUILD=1  reuse the images already loaded into the cluster
+# Pins: hack/kind.env (kind and its node image); kubectl and helm from hack/versions.env
+# (hack/build-tools.sh). Needs Docker, Go >= 1.26 (to install kind and the tools) and uv.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+# shellcheck source=hack/kind.env
+source "$root/hack/kind.env"
+CLUSTER="${KAITO_KIND_CLUSTER:-kaito-e2e}"
+SKU="${KAITO_KIND_SKU:-Standard_NC6s_v3}"
+REGISTRY="${KAITO_IMAGE_REGISTRY:-ghcr.io/kaito-py}"
+CACHE="${KAITO_TOOLS_CACHE:-$HOME/.cache/kaito-tools}"
+KIND_BIN_DIR="$CACHE/kind-$KIND_VERSION/bin"
+STATE="${KAITO_KIND_DIR:-$HOME/.local/share/kaito-kind}/$CLUSTER"
+KUBECONFIG_FILE="$STATE/kubeconfig"
+WORKSPACE_NS=kaito-workspace
+PROVISIONER_NS=gpu-provisioner
+QUICKSTART=examples/quickstart/phi-3-mini-inference.yaml
+QUICKSTART_NAME=workspace-phi-3-mini
+QUICKSTART_PRESET_ID=microsoft/Phi-3-mini-4k-instruct
+t0=$SECONDS
+
+say() { printf '\n\033[1m[kind-e2e %4ss] %s\033[0m\n' "$((SECONDS - t0))" "$*" >&2; }
+die() { printf 'kind-e2e: error: %s\n' "$1" >&2; exit "${2:-1}"; }
+
+version_of() { # the image tag of a package: its pyproject version (as hack/build-images.sh)
+  python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
+    "$root/packages/$1/pyproject.toml"
+}
+
+need_docker() {
+  command -v docker >/dev/null 2>&1 || die "docker not found: kind needs Docker (or set up podman's docker shim)" 2
+  docker info >/dev/null 2>&1 || die "docker is installed but its engine does not answer (docker info failed)" 2
+}
+
+ensure_tools() {
+  command -v go >/dev/null 2>&1 || die "go not found: Go >= 1.26 installs kind and builds kubectl/helm" 2
+  command -v uv >/dev/null 2>&1 || die "uv not found: run 'make install' first" 2
+  if [[ ! -x "$KIND_BIN_DIR/kind" ]]; then
+    say "installing kind $KIND_VERSION into $KIND_BIN_DIR"
+    mkdir -p "$KIND_BIN_DIR"
+    GOBIN="$KIND_BIN_DIR" go install "sigs.k8s.io/kind@$KIND_VERSION"
+  fi
+  bash hack/build-tools.sh >&2 # kubectl and helm at the pins (cached after the first run)
+  TOOLS_BIN=$(bash hack/build-tools.sh --print-bin)
+  # kind first: hack/build-images.sh --load-kind calls `kind` from PATH.
+  export PATH="$KIND_BIN_DIR:$TOOLS_BIN:$PATH"
+  export KUBECONFIG="$KUBECONFIG_FILE"
+}
+
+kind_cluster_exists() { kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
+
+create_cluster() {
+  mkdir -p "$STATE"
+  if kind_cluster_exists; then
+    say "reusing kind cluster $CLUSTER"
+  else
+    say "creating kind cluster $CLUSTER ($KIND_NODE_IMAGE): one control plane, one worker"
+    cat >"$STATE/kind-config.yaml" <<EOF
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+  - role: control-plane
+  - role: worker
+EOF
+    kind create cluster --name "$CLUSTER" --image "$KIND_NODE_IMAGE" \
+      --config "$STATE/kind-config.yaml" --wait 180s
+  fi
+  kind get kubeconfig --name "$CLUSTER" >"$KUBECONFIG_FILE"
+  chmod 600 "$KUBECONFIG_FILE"
+  kubectl wait --for=condition=Ready nodes --all --timeout=180s >&2
+}
+
+check_dockerfiles() { # every image this run deploys must be buildable from this checkout
+  local missing=() f
+  for f in packages/kaito-controller/Dockerfile packages/gpu-provisioner/Dockerfile \
+    packages/inference-server/Dockerfile.cpu; do
+    [[ -f "$f" ]] || missing+=("$f")
+  done
+  ((${#missing[@]} == 0)) || die "cannot build the images this run deploys, missing: ${missing[*]}" 2
+}
+
+build_images() {
+  if [[ "${KAITO_KIND_SKIP_BUILD:-}" == 1 ]]; then
+    say "KAITO_KIND_SKIP_BUILD=1: using the images already loaded into $CLUSTER"
+    return
+  fi
+  check_dockerfiles
+  say "building the controller, provisioner and CPU inference images and loading them into $CLUSTER"
+  # Only what this run deploys: the CUDA inference and tuning images are large and unused here.
+  bash hack/build-images.sh --registry "$REGISTRY" --load-kind "$CLUSTER" \
+    packages/kaito-controller packages/gpu-provisioner
+  # build-images.sh selects by package directory, which would also build the CUDA image of
+  # the inference server: the CPU one is built here with the same tag convention.
+  local cpu_image
+  cpu_image="$REGISTRY/kaito-inference-cpu:$(version_of inference-server)"
+  docker build -f packages/inference-server/Dockerfile.cpu -t "$cpu_image" "$root"
+  kind load docker-image "$cpu_image" --name "$CLUSTER"
+}
+
+# The backend the workloads run: transformers needs the preset's weights inside the CPU image
+# (the tiny model, cached under the preset's Hugging Face id, offline); fake needs no model.
+choose_backend() {
+  local image
+  image="$REGISTRY/kaito-inference-cpu:$(version_of inference-server)"
+  if [[ -n "${KAITO_KIND_BACKEND:-}" ]]; then
+    BACKEND="$KAITO_KIND_BACKEND"
+    return
+  fi
+  if docker run --rm --entrypoint python "$image" -c "
+import sys
+from huggingface_hub import try_to_load_from_cache
+sys.exit(0 if isinstance(try_to_load_from_cache('$QUICKSTART_PRESET_ID', 'config.json'), str) else 1)
+" >/dev/null 2>&1; then
+    BACKEND=transformers
+  else
+    BACKEND=fake
+    say "WARNING: $image holds no model for $QUICKSTART_PRESET_ID in its Hugging Face cache,"
+    echo "so the transformers backend would download the real weights. Serving with the fake" >&2
+    echo "(echo) backend instead; set KAITO_KIND_BACKEND=transformers to insist." >&2
+  fi
+}
+
+fake_gpus() {
+  local worker
+  worker=$(kubectl get nodes -l '!node-role.kubernetes.io/control-plane' \
+    -o jsonpath='{.items[0].metadata.name}')
+  [[ -n "$worker" ]] || die "no worker node in $CLUSTER"
+  say "faking $SKU on $worker: GPU labels, nvidia.com/gpu capacity, label apps=phi-3"
+  # The kubelet keeps extended resources it does not manage, so one status patch is enough.
+  uv run --frozen python - "$KUBECONFIG_FILE" "$SKU" "$worker" <<'PY'
+import sys
+
+from kaito_e2e.fake_nodes import shape_for_sku
+from kaito_e2e.kind import patch_fake_gpus
+from kubernetes import client, config
+
+kubeconfig, sku, worker = sys.argv[1:4]
+core = client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig))
+patch_fake_gpus(core, shape_for_sku(sku), [worker])
+node = core.read_node(worker)
+print(worker, "allocatable nvidia.com/gpu =", node.status.allocatable.get("nvidia.com/gpu"))
+PY
+  kubectl label node "$worker" apps=phi-3 --overwrite >&2
+}
+
+install_charts() {
+  local controller_tag provisioner_tag inference_tag
+  controller_tag=$(version_of kaito-controller)
+  provisioner_tag=$(version_of gpu-provisioner)
+  inference_tag=$(version_of inference-server)
+  say "installing the CRDs and both charts (controller: bring-your-own nodes, backend $BACKEND)"
+  kubectl apply --server-side --force-conflicts -f charts/kaito-workspace/crds >&2
+  kubectl apply --server-side --force-conflicts -f charts/gpu-provisioner/crds >&2
+  helm upgrade --install gpu-provisioner charts/gpu-provisioner --skip-crds \
+    -n "$PROVISIONER_NS" --create-namespace \
+    --set provider=kwok \
+    --set image.repository="$REGISTRY/gpu-provisioner" --set image.tag="$provisioner_tag" \
+    --wait --timeout 180s >&2
+  helm upgrade --install kaito-workspace charts/kaito-workspace --skip-crds \
+    -n "$WORKSPACE_NS" --create-namespace \
+    --set replicaCount=1 \
+    --set nodeAutoProvisioning=false \
+    --set image.repository="$REGISTRY/kaito-controller" --set image.tag="$controller_tag" \
+    --set workload.inferenceImage="$REGISTRY/kaito-inference-cpu:$inference_tag" \
+    --set workload.inferenceBackend="$BACKEND" \
+    --wait --timeout 180s >&2
+  # The webhook is served once the controller has published its CA bundle: a server-side dry
+  # run of the quick start must pass it (failurePolicy Fail refuses while it is not served).
+  local _
+  for _ in $(seq 1 30); do
+    kubectl create --dry-run=server -f "$QUICKSTART" >/dev/null 2>&1 && return
+    sleep 2
+  done
+  kubectl create --dry-run=server -f "$QUICKSTART" # show the error
+  die "the workspace webhook is not served after 60s: kubectl -n $WORKSPACE_NS logs deploy/kaito-workspace"
+}
+
+up() {
+  need_docker
+  ensure_tools
+  create_cluster
+  build_images
+  choose_backend
+  fake_gpus
+  install_charts
+  say "cluster ready: export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+smoke() {
+  ensure_tools
+  local image
+  image="$REGISTRY/kaito-inference-cpu:$(version_of inference-server)"
+  say "applying $QUICKSTART and waiting for WorkspaceReady (real pod, CPU image)"
+  kubectl apply -f "$QUICKSTART" >&2
+  if ! kubectl wait --for=condition=WorkspaceReady "workspace/$QUICKSTART_NAME" --timeout=900s >&2; then
+    kubectl describe workspace "$QUICKSTART_NAME" >&2 || true
+    kubectl get pods -l "kaito.sh/workspace=$QUICKSTART_NAME" -o wide >&2 || true
+    die "$QUICKSTART_NAME did not become ready"
+  fi
+  kubectl get workspace "$QUICKSTART_NAME" >&2
+  say "POST /chat through the Service, from a pod (the quick start's curl, with the CPU image's python)"
+  kubectl delete pod kaito-e2e-chat --ignore-not-found >&2
+  kubectl run kaito-e2e-chat --rm -i --restart=Never --image="$image" \
+    --image-pull-policy=IfNotPresent --command -- python -c "
+import json, urllib.request
+req = urllib.request.Request('http://$QUICKSTART_NAME/chat', method='POST',
+    data=json.dumps({'prompt': 'What is Kubernetes?', 'max_new_tokens': 16}).encode(),
+    headers={'Content-Type': 'application/json'})
+body = json.load(urllib.request.urlopen(req, timeout=120))
+assert 'Result' in body, body
+print('chat answered:', body)
+"
+  kubectl delete -f "$QUICKSTART" --wait=true --timeout=120s >&2
+}
+
+run_tests() {
+  ensure_tools
+  say "e2e suite against $CLUSTER (KAITO_E2E_KUBECONFIG=$KUBECONFIG_FILE)"
+  local args=("$@")
+  ((${#args[@]})) || args=(-m e2e e2e)
+  KAITO_E2E_KUBECONFIG="$KUBECONFIG_FILE" uv run --frozen pytest "${args[@]}"
+}
+
+down() {
+  ensure_tools
+  if kind_cluster_exists; then
+    say "deleting kind cluster $CLUSTER"
+    kind delete cluster --name "$CLUSTER"
+  fi
+  rm -rf "$STATE"
+}
+
+cmd="${1:-all}"
+[[ $# -gt 0 ]] && shift
+[[ "${1:-}" == "--" ]] && shift
+case "$cmd" in
+  all) up; smoke; run_tests "$@" ;;
+  up) up ;;
+  smoke) smoke ;;
+  test) run_tests "$@" ;;
+  down) down ;;
+  -h | --help | help) sed -n '2,32p' "$0" ;;
+  *) sed -n '2,32p' "$0" >&2; exit 2 ;;
+esac
