@@ -37,22 +37,24 @@ class ModelSection(_Section):
     """How to load the base model and its tokenizer (KAITO `ModelConfig`)."""
 
     pretrained_model_name_or_path: str = Field(
-        DEFAULT_MODEL_PATH, description="Local directory (or hub id) of the base model."
+        default=DEFAULT_MODEL_PATH, description="Local directory (or hub id) of the base model."
     )
-    local_files_only: bool = Field(True, description="Never reach a model hub.")
-    revision: str | None = Field(None, description="Hub revision; unused for local paths.")
-    trust_remote_code: bool = Field(False, description="Allow model code shipped with weights.")
+    local_files_only: bool = Field(default=True, description="Never reach a model hub.")
+    revision: str | None = Field(default=None, description="Hub revision; unused for local paths.")
+    trust_remote_code: bool = Field(
+        default=False, description="Allow model code shipped with weights."
+    )
     torch_dtype: DtypeName = Field(
-        "bfloat16",
+        default="bfloat16",
         description="Weight dtype. bfloat16 falls back to float16 on GPUs without bf16 and to "
         "float32 on CPU.",
     )
-    device_map: str | None = Field("auto", description="Passed to from_pretrained.")
+    device_map: str | None = Field(default="auto", description="Passed to from_pretrained.")
     chat_template: str | None = Field(
-        None, description="Jinja chat template text, or a path to a file holding it."
+        default=None, description="Jinja chat template text, or a path to a file holding it."
     )
-    attn_implementation: str | None = Field(None, description="e.g. sdpa, eager.")
-    cache_dir: str | None = Field(None, description="Hub cache directory.")
+    attn_implementation: str | None = Field(default=None, description="e.g. sdpa, eager.")
+    cache_dir: str | None = Field(default=None, description="Hub cache directory.")
 
 
 class QuantizationSection(_Section):
@@ -86,11 +88,11 @@ QLORA_DEFAULT_QUANTIZATION = QuantizationSection(
 class LoraSection(_Section):
     """The LoRA adapter (KAITO `LoraConfig`, a subset of PEFT's)."""
 
-    r: int = Field(8, gt=0, description="Adapter rank.")
-    lora_alpha: float = Field(8, gt=0, description="Scaling numerator (alpha / r).")
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    r: int = Field(default=8, gt=0, description="Adapter rank.")
+    lora_alpha: float = Field(default=8, gt=0, description="Scaling numerator (alpha / r).")
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     target_modules: list[str] | str | None = Field(
-        None,
+        default=None,
         description="Module names, a comma-separated string, 'all-linear', or unset to pick "
         "them per architecture.",
     )
@@ -118,35 +120,35 @@ class TrainingSection(_Section):
     """Training arguments (KAITO `TrainingArguments`, forwarded to TRL's SFTConfig)."""
 
     output_dir: str = DEFAULT_OUTPUT_DIR
-    num_train_epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, ge=-1, description="-1 means: run num_train_epochs.")
-    per_device_train_batch_size: int = Field(1, gt=0)
-    per_device_eval_batch_size: int = Field(1, gt=0)
-    gradient_accumulation_steps: int = Field(1, gt=0)
-    learning_rate: float = Field(2e-4, gt=0)
+    num_train_epochs: float = Field(default=1.0, gt=0)
+    max_steps: int = Field(default=-1, ge=-1, description="-1 means: run num_train_epochs.")
+    per_device_train_batch_size: int = Field(default=1, gt=0)
+    per_device_eval_batch_size: int = Field(default=1, gt=0)
+    gradient_accumulation_steps: int = Field(default=1, gt=0)
+    learning_rate: float = Field(default=2e-4, gt=0)
     lr_scheduler_type: str = "linear"
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, ge=0)
-    optim: str = Field("adamw_torch_fused", description="TRL's default optimizer.")
-    logging_steps: int = Field(10, gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, ge=0)
+    optim: str = Field(default="adamw_torch_fused", description="TRL's default optimizer.")
+    logging_steps: int = Field(default=10, gt=0)
     save_strategy: Literal["no", "steps", "epoch"] = "no"
-    save_steps: int = Field(500, gt=0)
+    save_steps: int = Field(default=500, gt=0)
     save_total_limit: int | None = None
     eval_strategy: Literal["no", "steps", "epoch"] = "no"
     eval_steps: int | None = None
     seed: int = 42
-    bf16: bool | None = Field(None, description="Unset: follow the resolved model dtype.")
-    fp16: bool | None = Field(None, description="Unset: follow the resolved model dtype.")
+    bf16: bool | None = Field(default=None, description="Unset: follow the resolved model dtype.")
+    fp16: bool | None = Field(default=None, description="Unset: follow the resolved model dtype.")
     gradient_checkpointing: bool = Field(
-        True, description="TRL's default: recompute activations to fit 16 GB GPUs."
+        default=True, description="TRL's default: recompute activations to fit 16 GB GPUs."
     )
-    max_length: int | None = Field(1024, gt=0, description="Token limit per sample.")
+    max_length: int | None = Field(default=1024, gt=0, description="Token limit per sample.")
     packing: bool = False
     completion_only_loss: bool | None = None
     assistant_only_loss: bool = False
     ddp_find_unused_parameters: bool | None = None
-    dataloader_num_workers: int = Field(0, ge=0)
+    dataloader_num_workers: int = Field(default=0, ge=0)
     report_to: list[str] | str = "none"
 
 
@@ -154,41 +156,52 @@ class DatasetSection(_Section):
     """Where the data is and how to read it (KAITO `DatasetConfig`, plus a column mapping)."""
 
     dataset_path: str | None = Field(
-        None, description="File, directory or http(s) URL; relative paths are under /mnt/data."
+        default=None,
+        description="File, directory or http(s) URL; relative paths are under /mnt/data.",
     )
     dataset_extension: Literal["parquet", "json", "jsonl", "csv", "txt"] | None = None
     format: Literal["auto", "messages", "prompt_completion", "text"] = "auto"
-    messages_column: str | None = Field(None, description="Column of [{role, content}] lists.")
-    context_column: str | None = Field(None, description="Prompt column (prompt/completion).")
-    response_column: str | None = Field(None, description="Completion column.")
-    text_column: str | None = Field(None, description="Plain-text column.")
+    messages_column: str | None = Field(
+        default=None, description="Column of [{role, content}] lists."
+    )
+    context_column: str | None = Field(
+        default=None, description="Prompt column (prompt/completion)."
+    )
+    response_column: str | None = Field(default=None, description="Completion column.")
+    text_column: str | None = Field(default=None, description="Plain-text column.")
     shuffle_dataset: bool = True
     shuffle_seed: int = 42
-    train_test_split: float = Field(1.0, gt=0.0, le=1.0, description="Train share; 1 = no eval.")
-    long_sample_policy: Literal["truncate", "drop", "error"] = Field(
-        "truncate", description="What to do with samples longer than TrainingArguments.max_length."
+    train_test_split: float = Field(
+        default=1.0, gt=0.0, le=1.0, description="Train share; 1 = no eval."
     )
-    max_samples: int | None = Field(None, gt=0, description="Use at most this many rows.")
+    long_sample_policy: Literal["truncate", "drop", "error"] = Field(
+        default="truncate",
+        description="What to do with samples longer than TrainingArguments.max_length.",
+    )
+    max_samples: int | None = Field(default=None, gt=0, description="Use at most this many rows.")
 
 
 class CollatorSection(_Section):
     """KAITO `DataCollator`. Causal LMs have no mask token, so `mlm` is accepted and ignored."""
 
     mlm: bool = False
-    mlm_probability: float = Field(0.15, gt=0, lt=1)
-    pad_to_multiple_of: int | None = Field(None, gt=0)
+    mlm_probability: float = Field(default=0.15, gt=0, lt=1)
+    pad_to_multiple_of: int | None = Field(default=None, gt=0)
 
 
 class TuningConfig(_Section):
-    """Everything one tuning run needs, already layered and checked."""
+    """Everything one tuning run needs, already layered and checked.
+
+    Section defaults are shared instances, which is safe because every section is frozen.
+    """
 
     method: Method = "lora"
-    model: ModelSection = Field(default_factory=ModelSection, alias="ModelConfig")
-    quantization: QuantizationSection | None = Field(None, alias="QuantizationConfig")
-    lora: LoraSection = Field(default_factory=LoraSection, alias="LoraConfig")
-    training: TrainingSection = Field(default_factory=TrainingSection, alias="TrainingArguments")
-    dataset: DatasetSection = Field(default_factory=DatasetSection, alias="DatasetConfig")
-    collator: CollatorSection = Field(default_factory=CollatorSection, alias="DataCollator")
+    model: ModelSection = Field(default=ModelSection(), alias="ModelConfig")
+    quantization: QuantizationSection | None = Field(default=None, alias="QuantizationConfig")
+    lora: LoraSection = Field(default=LoraSection(), alias="LoraConfig")
+    training: TrainingSection = Field(default=TrainingSection(), alias="TrainingArguments")
+    dataset: DatasetSection = Field(default=DatasetSection(), alias="DatasetConfig")
+    collator: CollatorSection = Field(default=CollatorSection(), alias="DataCollator")
 
     @model_validator(mode="before")
     @classmethod

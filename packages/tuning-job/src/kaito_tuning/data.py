@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -296,7 +296,7 @@ def token_counter(
     def count(row: dict[str, Any]) -> int:
         if fmt == "messages":
             encoded = tokenizer.apply_chat_template(row["messages"], tokenize=True)
-            ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+            ids = encoded["input_ids"] if isinstance(encoded, Mapping) else encoded
             return len(ids)
         text = row["text"] if fmt == "text" else row["prompt"] + row["completion"]
         return len(tokenizer(text)["input_ids"]) + 1  # TRL appends EOS

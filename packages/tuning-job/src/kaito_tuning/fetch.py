@@ -180,6 +180,7 @@ def download(
     own_client = client is None
     http = client or httpx.Client(follow_redirects=True, timeout=policy.timeout_s)
     last = ""
+    content_type: str | None = None
     try:
         for attempt in range(1, policy.attempts + 1):
             try:

@@ -154,7 +154,7 @@ class _Client:
             # speaks `Bearer`. Raising AuthenticationException stops oras-py's retry loop.
             def authenticate_request(
                 self, original: Any, headers: dict[str, str], refresh: bool = False
-            ) -> tuple[dict[str, str], bool]:
+            ) -> Any:  # oras-py annotates a (dict, Literal) pair per branch
                 challenge = original.headers.get("Www-Authenticate", "")
                 basic = getattr(self, "_basic_auth", None)
                 if challenge.lower().startswith("basic"):
@@ -173,7 +173,7 @@ class _Client:
         auth = _Auth()
         auth.session = self.client.session
         auth.prefix = "http" if plain_http else "https"
-        auth._tls_verify = True
+        auth._tls_verify = True  # oras-py's get_auth_backend sets this private field too
         if creds is not None:
             auth.set_basic_auth(creds.username, creds.password)
         self.client.auth = auth

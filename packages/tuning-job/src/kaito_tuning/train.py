@@ -29,7 +29,7 @@ from kaito_tuning.quantization import build_bnb_config, resolve_dtype, torch_dty
 if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedTokenizerBase
-    from trl import SFTConfig
+    from trl.trainer.sft_config import SFTConfig
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def load_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
 
 def build_sft_config(cfg: TuningConfig, *, dtype: str, cuda: bool, has_eval: bool) -> SFTConfig:
     """TRL's SFTConfig from the TrainingArguments section and the resolved precision."""
-    from trl import SFTConfig
+    from trl.trainer.sft_config import SFTConfig
 
     t = cfg.training
     bf16 = t.bf16 if t.bf16 is not None else (cuda and dtype == "bfloat16")
@@ -191,7 +191,7 @@ def run(cfg: TuningConfig, *, callbacks: tuple[Any, ...] = ()) -> TrainOutcome:
     import torch
     import transformers
     from transformers import PrinterCallback
-    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import SFTTrainer
 
     # Progress bars and the trainer's raw log dicts are noise in `kubectl logs`; ProgressCallback
     # prints one readable line per logging step instead.
