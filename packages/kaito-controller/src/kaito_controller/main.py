@@ -34,11 +34,13 @@ def configure_logging(settings: ControllerSettings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kaito-controller", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="kaito-controller", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--health-address", default="0.0.0.0:8081", help="host:port of /healthz")
     parser.add_argument("--version", action="version", version=__version__)
     args = parser.parse_args(argv)
-    settings = ControllerSettings()
+    settings = ControllerSettings()  # pyright: ignore[reportCallIssue]  # fields come from the env
     configure_logging(settings)
     client = RealKubeClient(load_api_client(None, pool_size=settings.workers * 4))
     runtime = Runtime(reconciler=Reconciler(client, settings, PresetsCatalog()))

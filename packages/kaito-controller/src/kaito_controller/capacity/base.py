@@ -50,7 +50,8 @@ class Readiness:
 class CapacityStrategy(Protocol):
     """A source of GPU nodes. All methods are pure."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def plan_nodes(
         self, req: CapacityRequest, nodeclaims: Sequence[Manifest], nodes: Sequence[Manifest]

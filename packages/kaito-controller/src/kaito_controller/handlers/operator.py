@@ -74,8 +74,10 @@ def _register_owned_watches(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.on.event("kaito.sh", "v1beta1", "workspaces", registry=registry)
     def workspace_event(
-        name: str, namespace: str, body: kopf.Body, memo: kopf.Memo, **_: Any
+        name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
     ) -> None:
+        if namespace is None:
+            return
         runtime: Runtime = memo.runtime
         selector = ((body.get("resource") or {}).get("labelSelector") or {}).get("matchLabels")
         runtime.selectors[(namespace, name)] = dict(selector or {})
@@ -92,8 +94,10 @@ def _register_owned_watches(registry: kopf.OperatorRegistry) -> None:
             group, version, plural, labels=ws_label, registry=registry, id=f"owned-{plural}"
         )
         def owned_event(
-            labels: Mapping[str, str], namespace: str, memo: kopf.Memo, **_: Any
+            labels: Mapping[str, str], namespace: str | None, memo: kopf.Memo, **_: Any
         ) -> None:
+            if namespace is None:
+                return
             memo.runtime.queue.add((namespace, labels[LABEL_WORKSPACE]))
 
 

@@ -153,7 +153,9 @@ def _adapter_parts(
         vol = f"adapter-{adapter.name}"[:63]
         if adapter.image:
             args = ["pull", adapter.image, "--output", target]
-            init_mounts = [{"name": "adapter-volume", "mountPath": ADAPTERS_DIR}]
+            init_mounts: list[dict[str, Any]] = [
+                {"name": "adapter-volume", "mountPath": ADAPTERS_DIR}
+            ]
             if adapter.image_pull_secrets:
                 secret_vol = f"registry-{adapter.name}"[:63]
                 volumes.append(

@@ -105,7 +105,7 @@ def build_tuning_job(
         {"name": "data", **(dict(p.input_volume) if p.input_volume else {"emptyDir": {}})},
         {"name": "output", **(dict(p.output_volume) if p.output_volume else {"emptyDir": {}})},
     ]
-    fetch_mounts = [{"name": "data", "mountPath": DATA_DIR}]
+    fetch_mounts: list[dict[str, Any]] = [{"name": "data", "mountPath": DATA_DIR}]
     if p.input_image and p.input_pull_secrets:
         volumes.append(_secret_volume("registry-input", p.input_pull_secrets[0]))
         fetch_mounts.append(
