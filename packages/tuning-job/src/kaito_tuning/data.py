@@ -71,14 +71,30 @@ def resolve_data_files(
         files = data_files_in(path)
         if not files:
             raise DataError(f"reading dataset: no {', '.join(DATA_SUFFIXES)} files under {path}")
-        kinds = {kind_of(p) for p in files}
-        if len(kinds) > 1:
-            raise DataError(
-                f"reading dataset: {path} mixes file types ({', '.join(sorted(kinds))})",
-                hint="set DatasetConfig.dataset_path to one file",
-            )
-        return files
+        return pick_data_files(files, path)
     raise DataError(f"reading dataset: {path} does not exist")
+
+
+def pick_data_files(files: Sequence[Path], directory: Path) -> list[Path]:
+    """The files of one type from a directory: the first present of parquet, jsonl, json, csv, txt.
+
+    Dataset images and volumes often carry a metadata `.json` or a `.txt` licence next to the
+    data; the most structured type wins and the rest is logged as ignored.
+    """
+    for suffix in (".parquet", ".jsonl", ".json", ".csv", ".txt"):
+        chosen = [p for p in files if p.suffix.lower() == suffix]
+        if chosen:
+            ignored = [p.name for p in files if p not in chosen]
+            if ignored:
+                logger.warning(
+                    "dataset directory %s: using the %s files, ignoring %s (set "
+                    "DatasetConfig.dataset_path to choose)",
+                    directory,
+                    suffix,
+                    ", ".join(ignored),
+                )
+            return chosen
+    raise DataError(f"reading dataset: no {', '.join(DATA_SUFFIXES)} files under {directory}")
 
 
 def kind_of(path: Path, extension: str | None = None) -> str:

@@ -160,11 +160,13 @@ def test_bad_files_are_refused(tmp_path: Path, name: str, content: str, message:
     assert message in str(info.value)
 
 
-def test_mixed_file_types_in_a_directory(tmp_path: Path) -> None:
+def test_mixed_file_types_in_a_directory_prefer_structured_data(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "a.jsonl", [{"text": "x"}])
     write_parquet(tmp_path / "b.parquet", [{"text": "y"}])
-    with pytest.raises(DataError, match="mixes file types"):
-        resolve_data_files(str(tmp_path), download_dir=tmp_path)
+    (tmp_path / "dataset_info.json").write_text("{}")
+    assert resolve_data_files(str(tmp_path), download_dir=tmp_path) == [tmp_path / "b.parquet"]
+    (tmp_path / "b.parquet").unlink()
+    assert resolve_data_files(str(tmp_path), download_dir=tmp_path) == [tmp_path / "a.jsonl"]
 
 
 def test_empty_directory(tmp_path: Path) -> None:
