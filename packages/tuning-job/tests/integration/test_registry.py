@@ -174,3 +174,35 @@ def test_fetch_input_pulls_a_dataset_image(registry: Registry, tmp_path: Path) -
     )
     assert code == 0
     assert (dest / "train.parquet").read_bytes() == (data / "train.parquet").read_bytes()
+
+
+def test_a_push_the_registry_does_not_hold_in_full_is_a_failure(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kaito_tuning.push as push
+
+    real = push._remote_layers
+
+    def lose_a_layer(client: object, doing: str) -> dict[str, str]:
+        layers = real(client, doing)  # type: ignore[arg-type]
+        layers.pop("adapter_model.safetensors")
+        return layers
+
+    monkeypatch.setattr(push, "_remote_layers", lose_a_layer)
+    log = tmp_path / "t"
+    code = tune_main(
+        [
+            "push",
+            "--dir",
+            str(_adapter_dir(tmp_path / "a", seed=3)),
+            "--image",
+            f"{registry.host}/adapters/partial:1",
+            "--docker-config",
+            str(registry.good_config),
+            "--plain-http",
+            "--termination-log",
+            str(log),
+        ]
+    )
+    assert code == RegistryError.exit_code
+    assert "the registry holds different content than was sent" in log.read_text()
