@@ -155,66 +155,87 @@ def report(result: Result) -> None:
     print(line)
 
 
-def run_cluster(claims: int) -> None:
-    """The shipped process with kopf on the local cluster (kwok provider)."""
+def run_cluster(provider: str, claims: int) -> None:
+    """The shipped process (kopf) on the local cluster; ARM fake in this process for azure."""
     import json
     import subprocess
 
+    from kaito_gpu_provisioner.testing.arm_server import KubeNodeSink
     from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
 
     repo = Path(__file__).resolve().parents[1]
-    kubeconfig = Path(
-        subprocess.check_output(
-            ["bash", str(repo / "hack/local-cluster.sh"), "kubeconfig"], text=True
-        ).strip()
-    )
-    tools = subprocess.check_output(
-        ["bash", str(repo / "hack/build-tools.sh"), "--print-bin"], text=True
-    ).strip()
-    kubectl = [f"{tools}/kubectl", f"--kubeconfig={kubeconfig}"]
-    subprocess.run(
-        [*kubectl, "apply", "-f", str(repo / "charts/gpu-provisioner/crds")],
-        check=True,
-        capture_output=True,
-    )
-    env = {"KAITO_PROVISIONER_PROVIDER": "kwok", "KAITO_PROVISIONER_SYNC_INTERVAL_SECONDS": "0.5"}
+    hack = repo / "hack"
+    kubeconfig = Path(_out(["bash", str(hack / "local-cluster.sh"), "kubeconfig"]))
+    kubectl = [f"{_out(['bash', str(hack / 'build-tools.sh'), '--print-bin'])}/kubectl"]
+    kubectl.append(f"--kubeconfig={kubeconfig}")
+    crds = str(repo / "charts/gpu-provisioner/crds")
+    subprocess.run([*kubectl, "apply", "-f", crds], check=True, capture_output=True)
+    env = {"KAITO_PROVISIONER_PROVIDER": provider, "KAITO_PROVISIONER_SYNC_INTERVAL_SECONDS": "0.5"}
+    server = None
+    if provider == "azure":
+        server = ArmServer(
+            cert_dir=Path(tempfile.mkdtemp()), node_sink=KubeNodeSink(str(kubeconfig))
+        )
+        server.start()
+        env.update(
+            {
+                "KAITO_PROVISIONER_AZURE__SUBSCRIPTION_ID": "sub",
+                "KAITO_PROVISIONER_AZURE__RESOURCE_GROUP": "rg",
+                "KAITO_PROVISIONER_AZURE__CLUSTER_NAME": "aks",
+                "KAITO_PROVISIONER_AZURE__ARM_ENDPOINT": server.url,
+                "KAITO_PROVISIONER_AZURE__ARM_CA_BUNDLE": str(server.ca_path),
+                "KAITO_PROVISIONER_AZURE__CREDENTIAL": "static-token",
+                "KAITO_PROVISIONER_AZURE__STATIC_TOKEN": "bench",
+                "KAITO_PROVISIONER_AZURE__POLLING_INTERVAL_SECONDS": "0.5",
+            }
+        )
     log = Path(tempfile.mkdtemp()) / "gp.log"
     prefix = f"wsb{int(time.time()) % 100000:05d}"
     names = [f"{prefix}{i:03d}" for i in range(claims)]
-    with ProvisionerProcess(env, kubeconfig=kubeconfig, log_path=log):
-        docs = "\n---\n".join(json.dumps(nodeclaim(n)) for n in names)
-        created = time.monotonic()
-        subprocess.run(
-            [*kubectl, "apply", "-f", "-"], input=docs, text=True, check=True, capture_output=True
-        )
-        ready_at: dict[str, float] = {}
-        deadline = created + 300
-        while len(ready_at) < claims and time.monotonic() < deadline:
-            out = subprocess.run(
-                [*kubectl, "get", "nodeclaims", "-o", "json"],
-                capture_output=True,
+    ready_at: dict[str, float] = {}
+    try:
+        with ProvisionerProcess(env, kubeconfig=kubeconfig, log_path=log):
+            docs = "\n---\n".join(json.dumps(nodeclaim(n)) for n in names)
+            created = time.monotonic()
+            subprocess.run(
+                [*kubectl, "apply", "-f", "-"],
+                input=docs,
                 text=True,
                 check=True,
+                capture_output=True,
             )
-            now = time.monotonic()
-            for item in json.loads(out.stdout)["items"]:
-                name = item["metadata"]["name"]
-                conds = {
-                    c["type"]: c["status"]
-                    for c in (item.get("status") or {}).get("conditions") or []
-                }
-                if name in names and name not in ready_at and conds.get("Ready") == "True":
-                    ready_at[name] = now - created
-            time.sleep(0.2)
-        subprocess.run(
-            [*kubectl, "delete", "nodeclaims", *names, "--wait=true", "--timeout=300s"],
-            capture_output=True,
-        )
+            deadline = created + 300
+            while len(ready_at) < claims and time.monotonic() < deadline:
+                items = json.loads(_out([*kubectl, "get", "nodeclaims", "-o", "json"]))["items"]
+                now = time.monotonic()
+                for item in items:
+                    name = item["metadata"]["name"]
+                    conds = (item.get("status") or {}).get("conditions") or []
+                    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+                    if name in names and name not in ready_at and ready:
+                        ready_at[name] = now - created
+                time.sleep(0.2)
+            subprocess.run(
+                [*kubectl, "delete", "nodeclaims", *names, "--timeout=300s"], capture_output=True
+            )
+    finally:
+        if server is not None:
+            requests = server.stats()["total"]
+            server.stop()
     lat = sorted(ready_at.values())
-    print(
-        f"cluster/kwok claims={claims:3}  create->Ready seen by a client: median "
+    line = (
+        f"cluster/{provider:5} claims={claims:3}  create->Ready seen by a polling client: median "
         f"{statistics.median(lat):.2f} s  max {lat[-1]:.2f} s  ({len(lat)}/{claims} Ready)"
     )
+    if server is not None:
+        line += f"  |  ARM requests/claim incl. delete {requests / claims:.1f}"
+    print(line)
+
+
+def _out(argv: list[str]) -> str:
+    import subprocess
+
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -226,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for n in args.claims:
             report(asyncio.run(run_in_process(provider, n)))
     if args.cluster:
-        for n in args.claims:
-            run_cluster(n)
+        for provider in ("kwok", "azure"):
+            for n in args.claims:
+                run_cluster(provider, n)
 
 
 if __name__ == "__main__":

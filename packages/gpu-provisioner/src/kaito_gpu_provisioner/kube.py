@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from kaito_gpu_provisioner.claims import GROUP, PLURAL, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+POOL_SIZE = 32
 
 
 class KubeAPI(Protocol):
@@ -62,11 +63,14 @@ class ApiKube:
         """In-cluster config inside a pod, else the kubeconfig (``$KUBECONFIG`` honoured)."""
         from kubernetes import client, config
 
+        configuration = client.Configuration()
         try:
-            config.load_incluster_config()
+            config.load_incluster_config(client_configuration=configuration)
         except config.ConfigException:
-            return cls(config.new_client_from_config())
-        return cls(client.ApiClient())
+            config.load_kube_config(client_configuration=configuration)
+        # One pooled connection per worker thread (main.py sizes the executor to match).
+        configuration.connection_pool_maxsize = POOL_SIZE
+        return cls(client.ApiClient(configuration))
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
