@@ -16,6 +16,8 @@ from kaito_controller import __version__
 from kaito_controller.handlers.operator import register
 from kaito_controller.handlers.reconciler import Reconciler
 from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.handlers.watches import watches
+from kaito_controller.k8s.cache import CachedKubeClient
 from kaito_controller.k8s.real import RealKubeClient, load_api_client
 from kaito_controller.reconcile.catalog import PresetsCatalog
 from kaito_controller.settings import ControllerSettings
@@ -42,8 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = ControllerSettings()  # pyright: ignore[reportCallIssue]  # fields come from the env
     configure_logging(settings)
-    client = RealKubeClient(load_api_client(None, pool_size=settings.workers * 4))
-    runtime = Runtime(reconciler=Reconciler(client, settings, PresetsCatalog()))
+    api = RealKubeClient(load_api_client(None, pool_size=settings.workers * 4))
+    cache = CachedKubeClient(api, [(w.api_version, w.kind, w.selector) for w in watches(settings)])
+    runtime = Runtime(reconciler=Reconciler(cache, settings, PresetsCatalog()), cache=cache)
     registry = kopf.OperatorRegistry()
     register(registry, settings)
     kopf.run(

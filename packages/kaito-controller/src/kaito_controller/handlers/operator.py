@@ -1,15 +1,17 @@
-"""The kopf handlers: watches that wake the queue, start-up/clean-up, the admission webhook.
+"""The kopf handlers: watches that feed the cache and wake the queue, start-up/clean-up, and
+the admission webhook.
 
 Why: kopf gives us watches, the webhook server and the process life cycle; reconciliation
-itself happens in the workers of ``handlers.runtime``. Every handler here is a few lines: map
-an event to the Workspace key it concerns and enqueue it. Using ``on.event`` (not
-``on.create``/``on.update``) keeps kopf from writing its own annotations and finalizers on
-our objects: the controller's state lives in the Workspace status only.
+itself happens in the workers of ``handlers.runtime``. Every watch handler is a few lines:
+record the object in the read cache and enqueue the Workspace it concerns. Using ``on.event``
+(not ``on.create``/``on.update``) keeps kopf from writing its own annotations and finalizers
+on our objects: the controller's state lives in the Workspace status only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +20,7 @@ import kopf
 from kaito_api.labels import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
 
 from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.handlers.watches import Watch, watches
 from kaito_controller.settings import ControllerSettings
 from kaito_controller.webhook.admission import admission_errors, denial_message
 from kaito_controller.webhook.server import CertManager
@@ -29,8 +32,8 @@ WEBHOOK_ID = "validate-workspace"  # the URL path the ValidatingWebhookConfigura
 def register(registry: kopf.OperatorRegistry, settings: ControllerSettings) -> None:
     """Register every handler on ``registry`` (nothing is registered at import time)."""
     _register_lifecycle(registry)
-    _register_owned_watches(registry)
-    _register_node_watches(registry, settings)
+    for w in watches(settings):
+        _register_watch(registry, w)
     if settings.webhook_enabled:
         _register_webhook(registry)
 
@@ -49,6 +52,10 @@ def _register_lifecycle(registry: kopf.OperatorRegistry) -> None:
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.networking.request_timeout = 60
+        # API calls run in threads (the kubernetes client is blocking): enough for all workers.
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=cfg.workers * 4)
+        )
         if cfg.webhook_enabled:
             certs = CertManager(runtime.reconciler.client, cfg)
             await certs.ensure()
@@ -60,6 +67,8 @@ def _register_lifecycle(registry: kopf.OperatorRegistry) -> None:
                 file_check_interval=30,
             )
             memo.rotation = asyncio.create_task(certs.run_rotation())
+        if runtime.cache is not None:
+            await runtime.cache.prime()  # complete reads before the first pass
         runtime.start(cfg.workers)
 
     @kopf.on.cleanup(registry=registry)
@@ -69,58 +78,38 @@ def _register_lifecycle(registry: kopf.OperatorRegistry) -> None:
         await memo.runtime.stop()
 
 
-def _register_owned_watches(registry: kopf.OperatorRegistry) -> None:
-    ws_label = {LABEL_WORKSPACE: kopf.PRESENT}
+def _register_watch(registry: kopf.OperatorRegistry, w: Watch) -> None:
+    labels = {key: kopf.PRESENT for key in w.required_labels} or None
 
-    @kopf.on.event("kaito.sh", "v1beta1", "workspaces", registry=registry)
-    def workspace_event(
-        name: str, namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-    ) -> None:
-        if namespace is None:
-            return
+    @kopf.on.event(
+        w.group, w.version, w.plural, labels=labels, registry=registry, id=f"watch-{w.plural}"
+    )
+    def on_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime = memo.runtime
-        selector = ((body.get("resource") or {}).get("labelSelector") or {}).get("matchLabels")
-        runtime.selectors[(namespace, name)] = dict(selector or {})
-        runtime.queue.add((namespace, name))
-
-    for group, version, plural in (
-        ("apps", "v1", "deployments"),
-        ("apps", "v1", "statefulsets"),
-        ("batch", "v1", "jobs"),
-        ("", "v1", "pods"),
-    ):
-
-        @kopf.on.event(
-            group, version, plural, labels=ws_label, registry=registry, id=f"owned-{plural}"
-        )
-        def owned_event(
-            labels: Mapping[str, str], namespace: str | None, memo: kopf.Memo, **_: Any
-        ) -> None:
-            if namespace is None:
-                return
-            memo.runtime.queue.add((namespace, labels[LABEL_WORKSPACE]))
+        obj = event["object"]
+        if runtime.cache is not None:
+            runtime.cache.observe(obj, deleted=event.get("type") == "DELETED")
+        for key in _keys(w, obj, runtime):
+            runtime.queue.add(key)
 
 
-def _register_node_watches(registry: kopf.OperatorRegistry, settings: ControllerSettings) -> None:
-    cluster_labels = {LABEL_WORKSPACE: kopf.PRESENT, LABEL_WORKSPACE_NAMESPACE: kopf.PRESENT}
-    if settings.node_auto_provisioning:
-
-        @kopf.on.event("karpenter.sh", "v1", "nodeclaims", labels=cluster_labels, registry=registry)
-        def nodeclaim_event(labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
-            memo.runtime.queue.add((labels[LABEL_WORKSPACE_NAMESPACE], labels[LABEL_WORKSPACE]))
-
-        @kopf.on.event("", "v1", "nodes", labels=cluster_labels, registry=registry)
-        def node_event(labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
-            memo.runtime.queue.add((labels[LABEL_WORKSPACE_NAMESPACE], labels[LABEL_WORKSPACE]))
-
-    else:
-
-        @kopf.on.event("", "v1", "nodes", registry=registry)
-        def byo_node_event(labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
-            runtime: Runtime = memo.runtime
-            for key, selector in list(runtime.selectors.items()):
-                if selector and all(labels.get(k) == v for k, v in selector.items()):
-                    runtime.queue.add(key)
+def _keys(w: Watch, obj: Mapping[str, Any], runtime: Runtime) -> list[tuple[str, str]]:
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if w.maps_to == "self":
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        selector = ((obj.get("resource") or {}).get("labelSelector") or {}).get("matchLabels")
+        runtime.selectors[key] = dict(selector or {})
+        return [key]
+    if w.maps_to == "owner-label":
+        return [(meta.get("namespace") or "", labels[LABEL_WORKSPACE])]
+    if w.maps_to == "cluster-labels":
+        return [(labels[LABEL_WORKSPACE_NAMESPACE], labels[LABEL_WORKSPACE])]
+    return [  # byo: every Workspace whose selector this node matches
+        key
+        for key, selector in list(runtime.selectors.items())
+        if selector and all(labels.get(k) == v for k, v in selector.items())
+    ]
 
 
 def _register_webhook(registry: kopf.OperatorRegistry) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from kaito_controller.handlers.queue import WorkQueue
 from kaito_controller.handlers.reconciler import Reconciler
+from kaito_controller.k8s.cache import CachedKubeClient
 from kaito_controller.k8s.client import KubeError
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ MAX_BACKOFF = 300.0
 @dataclass
 class Runtime:
     reconciler: Reconciler
+    cache: CachedKubeClient | None = None
     queue: WorkQueue[Key] = field(default_factory=WorkQueue)
     # BYO mode: which Workspace selects which node labels (to map Node events back).
     selectors: dict[Key, Mapping[str, str]] = field(default_factory=dict)
@@ -51,8 +53,12 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except KubeError as err:
-                delay = self._backoff(key, quick=err.conflict)
-                logger.warning("reconcile %s/%s: %s (retry in %.1fs)", *key, err, delay)
+                if err.status == 403 and "being terminated" in str(err):
+                    # The namespace is going away; its Workspaces will be deleted shortly.
+                    delay = self.reconciler.settings.not_ready_requeue_seconds
+                else:
+                    delay = self._backoff(key, quick=err.conflict)
+                    logger.warning("reconcile %s/%s: %s (retry in %.1fs)", *key, err, delay)
             except Exception:  # a handler boundary: log, back off, never kill the worker
                 delay = self._backoff(key)
                 logger.exception("reconcile %s/%s failed (retry in %.1fs)", *key, delay)

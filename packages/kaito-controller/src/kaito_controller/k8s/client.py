@@ -68,8 +68,10 @@ class KubeClient(Protocol):
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
         field_selector: str | None = None,
+        selector: str | None = None,
     ) -> list[Manifest]:
-        """Objects of a kind, optionally in one namespace and matching equality labels."""
+        """Objects of a kind, optionally in one namespace, matching equality ``labels`` and a
+        raw label ``selector`` (``key`` for existence, ``key=value``, comma-separated)."""
         ...
 
     async def apply(self, manifest: Manifest) -> Manifest:

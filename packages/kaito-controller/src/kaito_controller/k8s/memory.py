@@ -85,6 +85,7 @@ class MemoryKubeClient:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
         field_selector: str | None = None,
+        selector: str | None = None,
     ) -> list[Manifest]:
         group = api_version.rpartition("/")[0]
         out = []
@@ -95,6 +96,8 @@ class MemoryKubeClient:
             if labels and any(have.get(lk) != lv for lk, lv in labels.items()):
                 continue
             if field_selector and not _fields_match(obj, field_selector):
+                continue
+            if selector and not selector_matches(have, selector):
                 continue
             out.append(copy.deepcopy(obj))
         return out
@@ -170,5 +173,16 @@ def _fields_match(obj: Manifest, selector: str) -> bool:
         for part in path.split("."):
             value = value.get(part) if isinstance(value, Mapping) else None
         if str(value) != want:
+            return False
+    return True
+
+
+def selector_matches(labels: Mapping[str, str], selector: str) -> bool:
+    """Equality (``k=v``) and existence (``k``) terms of a label selector, comma-separated."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, eq, value = term.partition("=")
+        if eq and labels.get(key) != value:
+            return False
+        if not eq and key not in labels:
             return False
     return True

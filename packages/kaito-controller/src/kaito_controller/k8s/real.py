@@ -105,11 +105,13 @@ class RealKubeClient:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
         field_selector: str | None = None,
+        selector: str | None = None,
     ) -> list[Manifest]:
         k = kind_of(api_version, kind)
         query: list[tuple[str, str]] = []
-        if selector := label_selector(labels):
-            query.append(("labelSelector", selector))
+        terms = [t for t in (label_selector(labels), selector) if t]
+        if terms:
+            query.append(("labelSelector", ",".join(terms)))
         if field_selector:
             query.append(("fieldSelector", field_selector))
         result = await self._run("GET", k.collection_path(namespace), query=query)

@@ -1,0 +1,129 @@
+"""A write-through cache of watched objects in front of a ``KubeClient``.
+
+Why: kopf already watches every kind the controller reads (for the wake-ups). Serving the
+planner's reads from those watch events instead of re-listing the API on every pass turns a
+pass from ~9 reads into ~0, which is what lets hundreds of Workspaces converge quickly on a
+busy API server (the same idea as controller-runtime's informer cache). Writes go to the API
+and their responses are stored at once, so a pass never plans on top of a state older than
+its own last write. Kinds that are not watched, and reads before ``prime``, go to the API.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kaito_controller.k8s.client import KubeClient, Manifest, ObjectRef
+from kaito_controller.k8s.memory import selector_matches
+
+_Kind = tuple[str, str]  # (group, kind)
+
+
+def _group(api_version: str) -> str:
+    return api_version.rpartition("/")[0]
+
+
+def _rv(obj: Mapping[str, Any]) -> int | None:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion", ""))
+    except ValueError:
+        return None
+
+
+class CachedKubeClient:
+    """``KubeClient`` whose reads of watched kinds come from memory."""
+
+    def __init__(self, inner: KubeClient, watched: Iterable[tuple[str, str, str | None]]) -> None:
+        """``watched``: (apiVersion, kind, label selector that the watch applies) triples."""
+        self.inner = inner
+        self.watched = {(_group(v), k): (v, sel) for v, k, sel in watched}
+        self.store: dict[_Kind, dict[tuple[str, str], Manifest]] = {k: {} for k in self.watched}
+        self.primed: set[_Kind] = set()
+        self.api_reads = 0
+
+    async def prime(self) -> None:
+        """List every watched kind once, so reads are complete before the first pass."""
+        for (group, kind), (api_version, sel) in self.watched.items():
+            for obj in await self.inner.list(api_version, kind, selector=sel):
+                self.observe(obj)
+            self.primed.add((group, kind))
+
+    def observe(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
+        """Record a watch event (or a write's response); older versions never win."""
+        key = (_group(str(obj.get("apiVersion", ""))), str(obj.get("kind", "")))
+        store = self.store.get(key)
+        if store is None:
+            return
+        meta = obj.get("metadata") or {}
+        ident = (meta.get("namespace") or "", meta.get("name") or "")
+        if deleted or (meta.get("deletionTimestamp") and not meta.get("finalizers")):
+            store.pop(ident, None)  # a write that released the last finalizer deleted it
+            return
+        old = store.get(ident)
+        new_rv, old_rv = _rv(obj), (_rv(old) if old is not None else None)
+        if new_rv is not None and old_rv is not None and new_rv < old_rv:
+            return
+        store[ident] = copy.deepcopy(dict(obj))
+
+    def _cached(self, api_version: str, kind: str) -> dict[tuple[str, str], Manifest] | None:
+        key = (_group(api_version), kind)
+        return self.store[key] if key in self.primed else None
+
+    async def get(self, ref: ObjectRef) -> Manifest | None:
+        store = self._cached(ref.api_version, ref.kind)
+        if store is None:
+            self.api_reads += 1
+            return await self.inner.get(ref)
+        obj = store.get((ref.namespace or "", ref.name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    async def list(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        field_selector: str | None = None,
+        selector: str | None = None,
+    ) -> list[Manifest]:
+        store = self._cached(api_version, kind)
+        if store is None or field_selector:
+            self.api_reads += 1
+            return await self.inner.list(
+                api_version, kind, namespace=namespace, labels=labels,
+                field_selector=field_selector, selector=selector,
+            )  # fmt: skip
+        out = []
+        for (ns, _), obj in sorted(store.items()):
+            if namespace and ns != namespace:
+                continue
+            have = (obj.get("metadata") or {}).get("labels") or {}
+            if labels and any(have.get(k) != v for k, v in labels.items()):
+                continue
+            if selector and not selector_matches(have, selector):
+                continue
+            out.append(copy.deepcopy(obj))
+        return out
+
+    async def apply(self, manifest: Manifest) -> Manifest:
+        result = await self.inner.apply(manifest)
+        self.observe(result)
+        return result
+
+    async def create(self, manifest: Manifest) -> Manifest:
+        return await self.inner.create(manifest)
+
+    async def delete(self, ref: ObjectRef, *, propagation: str = "Background") -> bool:
+        return await self.inner.delete(ref, propagation=propagation)
+
+    async def patch(self, ref: ObjectRef, patch: Mapping[str, Any]) -> Manifest:
+        result = await self.inner.patch(ref, patch)
+        self.observe(result)
+        return result
+
+    async def patch_status(self, ref: ObjectRef, status: Mapping[str, Any]) -> Manifest:
+        result = await self.inner.patch_status(ref, status)
+        self.observe(result)
+        return result
