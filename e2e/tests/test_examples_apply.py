@@ -15,7 +15,8 @@ the path. Namespaces are reviewed as the controller with node auto-provisioning 
 each ``byo/`` example is applied twice: refused naming ``resource.instanceType`` with
 auto-provisioning on, accepted with it off. On kind (``make kind-e2e``) the API server cannot
 reach this host; there the chart's controller runs in the cluster and its webhook is the one
-in the path.
+in the path. While another suite's chart webhook is registered but its controller is down
+(restart tests), requests are retried until it answers (at most 90 s).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 FILES = sorted(p for p in EXAMPLES.rglob("*") if p.suffix in {".yaml", ".yml"})
 CHART_WEBHOOK = "validation.workspace.kaito.sh"
-PROBE_NS = "default"
+CHART_WEBHOOK_WAIT = 90.0
 Kubectl = Callable[..., Any]
 
 
@@ -53,6 +54,29 @@ def rel(path: Path) -> str:
 def get_json(kubectl: Kubectl, *args: str) -> dict[str, Any] | None:
     out = kubectl("get", *args, "-o", "json", check=False)
     return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+def admitted(kubectl: Kubectl, *args: str, input: str | None = None) -> Any:
+    """``kubectl *args``, retried while the chart's webhook is registered but not answering.
+
+    Other suites run the chart's controller as a process and restart it on purpose; while it is
+    down, its failurePolicy Fail refuses every Workspace with "failed calling webhook". That is
+    not this module's verdict, so wait for it to come back (and fail saying so if it does not).
+    """
+
+    def attempt() -> Any:
+        out = kubectl(*args, input=input, check=False)
+        if f'failed calling webhook "{CHART_WEBHOOK}"' in out.stderr:
+            raise RuntimeError(out.stderr.strip())  # named in the timeout message
+        return out
+
+    return wait_until(
+        attempt,
+        timeout=CHART_WEBHOOK_WAIT,
+        interval=1.0,
+        what=f"the chart's webhook {CHART_WEBHOOK} (registered by another suite) to answer; "
+        "delete its ValidatingWebhookConfiguration if no controller serves it",
+    )
 
 
 # --- the webhook served from the test process --------------------------------------------------
@@ -126,6 +150,8 @@ def webhook_configuration(name: str, port: int, ca_pem: bytes) -> dict[str, Any]
                 "failurePolicy": "Ignore",
                 "timeoutSeconds": 10,
                 "matchPolicy": "Equivalent",  # v1alpha1 requests arrive as v1beta1, as the chart's
+                # Only e2e namespaces (the namespace fixture's label), never users' or the system's.
+                "namespaceSelector": {"matchLabels": {"kaito.sh/e2e": "true"}},
                 "rules": [
                     {
                         "apiGroups": ["kaito.sh"],
@@ -154,6 +180,7 @@ class Admission:
     served_by: str
     hook: ExamplesWebhook | None  # None: the chart's controller in the cluster
     in_cluster_nap: bool = True
+    probe_ns: str = "default"  # where the unknown-preset probe is dry-run
 
 
 def in_cluster_controller(kubectl: Kubectl) -> dict[str, Any] | None:
@@ -183,10 +210,10 @@ def probe_body() -> str:
     return yaml.safe_dump(body)
 
 
-def probe(kubectl: Kubectl) -> str | None:
+def probe(kubectl: Kubectl, namespace: str) -> str | None:
     """stderr of a server-side dry run refused by a webhook; None when it was let through."""
-    out = kubectl(
-        "create", "--dry-run=server", "-n", PROBE_NS, "-f", "-", input=probe_body(), check=False
+    out = admitted(
+        kubectl, "create", "--dry-run=server", "-n", namespace, "-f", "-", input=probe_body()
     )
     return out.stderr if out.returncode != 0 and "denied the request" in out.stderr else None
 
@@ -217,15 +244,18 @@ def admission(
     name = f"e2e-examples-{random_suffix()}.kaito.sh"
     config = webhook_configuration(name, server.server_address[1], cert.ca_pem)
     kubectl("apply", "-f", "-", input=json.dumps(config))
-    hook.nap[PROBE_NS] = True
+    probe_ns = f"e2e-examples-probe-{random_suffix()}"
+    ns_body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": probe_ns}}
+    ns_body["metadata"]["labels"] = {"kaito.sh/e2e": "true"}  # type: ignore[index]
+    kubectl("create", "-f", "-", input=json.dumps(ns_body))
+    hook.nap[probe_ns] = True
     try:
         # Registration reaches the API server's webhook cache asynchronously.
-        wait_until(lambda: probe(kubectl), timeout=30, what=f"webhook {name} to be called")
-        with hook.lock:
-            del hook.nap[PROBE_NS]
-        yield Admission(f"webhook {name} in the test process", hook)
+        wait_until(lambda: probe(kubectl, probe_ns), timeout=30, what=f"webhook {name} called")
+        yield Admission(f"webhook {name} in the test process", hook, probe_ns=probe_ns)
     finally:
         kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
+        kubectl("delete", "namespace", probe_ns, "--wait=false", check=False)
         server.shutdown()
 
 
@@ -233,13 +263,7 @@ def admission(
 
 
 def test_the_catalog_check_is_in_the_admission_path(kubectl: Kubectl, admission: Admission) -> None:
-    if admission.hook is not None:
-        admission.hook.nap[PROBE_NS] = True
-    try:
-        stderr = probe(kubectl)
-    finally:
-        if admission.hook is not None:
-            admission.hook.nap.pop(PROBE_NS, None)
+    stderr = probe(kubectl, admission.probe_ns)
     assert stderr is not None, f"{admission.served_by} let an unknown preset through"
     assert "inference.preset.name" in stderr and "no-such-model" in stderr, stderr
 
@@ -247,7 +271,7 @@ def test_the_catalog_check_is_in_the_admission_path(kubectl: Kubectl, admission:
 def apply_and_read_back(kubectl: Kubectl, namespace: str, path: Path) -> None:
     body = yaml.safe_load(path.read_text())
     name, group_version = body["metadata"]["name"], body["apiVersion"]
-    out = kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+    out = admitted(kubectl, "apply", "-n", namespace, "-f", str(path))
     assert out.returncode == 0, f"{rel(path)} refused:\n{out.stderr}"
     # Read back in the file's own version (v1alpha1 is served from v1beta1 storage).
     resource = f"workspaces.{group_version.split('/')[1]}.kaito.sh"
@@ -271,7 +295,7 @@ def test_example_is_accepted_and_read_back_unchanged(
         # With node auto-provisioning on, a Workspace without an instance type is refused.
         if hook is not None:
             hook.nap[namespace] = True
-        out = kubectl("apply", "-n", namespace, "-f", str(path), check=False)
+        out = admitted(kubectl, "apply", "-n", namespace, "-f", str(path))
         assert out.returncode != 0, f"{rel(path)} accepted with node auto-provisioning on"
         assert "resource.instanceType" in out.stderr, out.stderr
         if hook is None:
