@@ -71,13 +71,20 @@ def load_tokenizer(section: ModelSection) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def mixed_precision(cfg: TuningConfig, *, dtype: str, cuda: bool) -> tuple[bool, bool]:
+    """(bf16, fp16) for the trainer: as configured, else following the resolved weight dtype."""
+    t = cfg.training
+    bf16 = t.bf16 if t.bf16 is not None else (cuda and dtype == "bfloat16")
+    fp16 = t.fp16 if t.fp16 is not None else (cuda and dtype == "float16")
+    return bf16, fp16
+
+
 def build_sft_config(cfg: TuningConfig, *, dtype: str, cuda: bool, has_eval: bool) -> SFTConfig:
     """TRL's SFTConfig from the TrainingArguments section and the resolved precision."""
     from trl.trainer.sft_config import SFTConfig
 
     t = cfg.training
-    bf16 = t.bf16 if t.bf16 is not None else (cuda and dtype == "bfloat16")
-    fp16 = t.fp16 if t.fp16 is not None else (cuda and dtype == "float16")
+    bf16, fp16 = mixed_precision(cfg, dtype=dtype, cuda=cuda)
     return SFTConfig(
         output_dir=t.output_dir,
         num_train_epochs=t.num_train_epochs,
@@ -142,6 +149,11 @@ def _load_model(cfg: TuningConfig, dtype: str, cuda: bool) -> Any:
         )
     except torch.OutOfMemoryError as err:
         raise oom_error("loading the base model", batch_size=None) from err
+    except ImportError as err:
+        raise ConfigError(
+            f"method '{cfg.method}' cannot load the model: {err}",
+            hint="qlora needs bitsandbytes: use the kaito-tuning image or kaito-tuning[qlora]",
+        ) from err
     except (OSError, ValueError) as err:
         raise ModelLoadError(
             f"loading the base model from {section.pretrained_model_name_or_path}: {err}",
