@@ -12,7 +12,8 @@
 #   all    (default) up, smoke, test
 #   up     cluster, images, fake GPUs, charts (idempotent: reuses the cluster and images)
 #   smoke  apply examples/quickstart/phi-3-mini-inference.yaml, wait for WorkspaceReady, POST /chat
-#   test   uv run pytest -m e2e e2e (or PYTEST_ARGS) with KAITO_E2E_KUBECONFIG set
+#   test   uv run pytest -m e2e e2e (or PYTEST_ARGS) with KAITO_E2E_KUBECONFIG set, a kwok
+#          process for the suite's fake nodes, and the chart's provisioner scaled to 0
 #   down   delete the kind cluster
 #
 # Nodes: the workspace controller runs in bring-your-own-nodes mode (nodeAutoProvisioning=false)
@@ -245,14 +246,27 @@ print('chat answered:', body)
 
 run_tests() {
   ensure_tools
-  say "e2e suite against $CLUSTER (KAITO_E2E_KUBECONFIG=$KUBECONFIG_FILE)"
+  # The provisioner suites run their own gpu-provisioner process against NodeClaims they
+  # create; the chart's pod (already shown to start, in `up`) would race them for the same
+  # NodeClaims, so it is scaled to 0 for the suite.
+  kubectl -n "$PROVISIONER_NS" scale deploy/gpu-provisioner --replicas=0 >&2
+  # add_gpu_node (e2e/conftest.py) creates KWOK nodes: a kwok process from the pinned tools
+  # manages them, and only them (annotation selector), as kaito_e2e.kind.start_kwok does.
+  "$TOOLS_BIN/kwok" --kubeconfig="$KUBECONFIG_FILE" --config="$(dirname "$TOOLS_BIN")/kwok-stages.yaml" \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+    --node-lease-duration-seconds=40 --cidr=10.250.0.0/16 >>"$STATE/kwok.log" 2>&1 &
+  local kwok_pid=$!
+  # shellcheck disable=SC2064 # expand now: the pid of this kwok
+  trap "kill $kwok_pid 2>/dev/null || true" EXIT
+  say "e2e suite against $CLUSTER (KAITO_E2E_KUBECONFIG=$KUBECONFIG_FILE, kwok log $STATE/kwok.log)"
   local args=("$@")
   ((${#args[@]})) || args=(-m e2e e2e)
   KAITO_E2E_KUBECONFIG="$KUBECONFIG_FILE" uv run --frozen pytest "${args[@]}"
 }
 
 down() {
-  ensure_tools
+  export PATH="$KIND_BIN_DIR:$PATH"
+  command -v kind >/dev/null 2>&1 || die "kind not found in $KIND_BIN_DIR or PATH" 2
   if kind_cluster_exists; then
     say "deleting kind cluster $CLUSTER"
     kind delete cluster --name "$CLUSTER"
@@ -269,6 +283,6 @@ case "$cmd" in
   smoke) smoke ;;
   test) run_tests "$@" ;;
   down) down ;;
-  -h | --help | help) sed -n '2,32p' "$0" ;;
-  *) sed -n '2,32p' "$0" >&2; exit 2 ;;
+  -h | --help | help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" ;;
+  *) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2; exit 2 ;;
 esac

@@ -245,8 +245,12 @@ def admission(
     config = webhook_configuration(name, server.server_address[1], cert.ca_pem)
     kubectl("apply", "-f", "-", input=json.dumps(config))
     probe_ns = f"e2e-examples-probe-{random_suffix()}"
-    ns_body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": probe_ns}}
-    ns_body["metadata"]["labels"] = {"kaito.sh/e2e": "true"}  # type: ignore[index]
+    # Labelled at creation: the webhook's namespaceSelector must match from the first request.
+    ns_body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": probe_ns, "labels": {"kaito.sh/e2e": "true"}},
+    }
     kubectl("create", "-f", "-", input=json.dumps(ns_body))
     hook.nap[probe_ns] = True
     try:
