@@ -77,7 +77,9 @@ async def run(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="gpu-provisioner", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="gpu-provisioner", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--provider", choices=["azure", "kwok"], help="overrides the env setting")
     parser.add_argument("--health-port", type=int, help="liveness port (0 disables)")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ second implementation for unit tests. Models are the SDK's own ``AgentPool`` obj
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, Protocol, TypeVar
 
 from azure.mgmt.containerservice.models import AgentPool
@@ -25,22 +25,23 @@ class Poller(Protocol[T_co]):
 class AgentPoolsAPI(Protocol):
     """Create-or-update, get, delete and list agent pools of one managed cluster."""
 
-    async def get(
+    # Declared as plain methods returning awaitables: the SDK's are decorated coroutines.
+    def get(
         self, resource_group_name: str, resource_name: str, agent_pool_name: str, **kwargs: Any
-    ) -> AgentPool: ...
+    ) -> Awaitable[AgentPool]: ...
 
-    async def begin_create_or_update(
+    def begin_create_or_update(
         self,
         resource_group_name: str,
         resource_name: str,
         agent_pool_name: str,
         parameters: AgentPool,
         **kwargs: Any,
-    ) -> Poller[AgentPool]: ...
+    ) -> Awaitable[Poller[AgentPool]]: ...
 
-    async def begin_delete(
+    def begin_delete(
         self, resource_group_name: str, resource_name: str, agent_pool_name: str, **kwargs: Any
-    ) -> Poller[None]: ...
+    ) -> Awaitable[Poller[None]]: ...
 
     def list(
         self, resource_group_name: str, resource_name: str, **kwargs: Any

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -144,7 +145,7 @@ def retry_after_seconds(err: HttpResponseError, *, now: datetime | None = None) 
     response = err.response
     if response is None:
         return None
-    headers = response.headers
+    headers: Any = getattr(response, "headers", None) or {}
     for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0)):
         raw = headers.get(name)
         if raw:

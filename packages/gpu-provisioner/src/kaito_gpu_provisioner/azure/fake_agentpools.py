@@ -21,8 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.core.pipeline.transport import HttpResponse
-from azure.core.rest import HttpRequest
+from azure.core.pipeline.transport import HttpRequest, HttpResponse
 from azure.mgmt.containerservice.models import AgentPool
 from azure.mgmt.core.exceptions import ARMErrorFormat
 

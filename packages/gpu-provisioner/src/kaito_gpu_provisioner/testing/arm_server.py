@@ -625,7 +625,7 @@ class KubeNodeSink:
             pool, subscription=subscription, node_resource_group=node_rg, cluster=cluster
         )
         try:
-            self._core.create_node(body)
+            self._core.create_node(body)  # type: ignore[arg-type]  # the client accepts dicts
         except ApiException as err:
             if err.status != 409:
                 raise
