@@ -390,6 +390,64 @@ def test_adapter_quick_start_reaches_workspace_ready(
     }  # type: ignore[index]
 
 
+def test_adapter_change_rolls_the_workload_and_immutable_fields_are_refused(
+    kubectl: Kubectl, namespace: str, controller: ControllerProcess, provisioner: ProvisionerProcess
+) -> None:
+    name = apply_example(kubectl, namespace, "phi-3-mini-adapter.yaml")
+    wait_condition(kubectl, namespace, name, "WorkspaceReady", timeout=90, why=controller.log_tail)
+    dep = get_json(kubectl, "deployment", name, "-n", namespace)
+    assert dep is not None
+    before = dep["spec"]["template"]["metadata"]["annotations"]["kaito.sh/inference-config-hash"]
+    patch = {
+        "inference": {
+            "adapters": [
+                {
+                    "source": {
+                        "name": "phi-3-adapter",
+                        "image": "registry.local:5000/phi-3-adapter:0.0.2",
+                    },
+                    "strength": "0.5",
+                }
+            ]
+        }
+    }
+    kubectl("patch", "workspace", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+    def rolled() -> dict[str, Any] | None:
+        d = get_json(kubectl, "deployment", name, "-n", namespace)
+        tpl = (d or {}).get("spec", {}).get("template", {})
+        changed = (
+            tpl.get("metadata", {}).get("annotations", {}).get("kaito.sh/inference-config-hash")
+            != before
+        )
+        return (
+            d
+            if changed and tpl["spec"]["initContainers"][0]["args"][1].endswith(":0.0.2")
+            else None
+        )
+
+    wait_until(
+        rolled, timeout=30, what=f"the Deployment of {name} to roll; log:\n{controller.log_tail()}"
+    )
+    cm = get_json(kubectl, "configmap", f"{name}-inference-config", "-n", namespace)
+    assert yaml.safe_load(cm["data"]["inference_config.yaml"])["adapter_strengths"] == {
+        "phi-3-adapter": 0.5
+    }  # type: ignore[index]
+    wait_condition(kubectl, namespace, name, "WorkspaceReady", timeout=60, why=controller.log_tail)
+    out = kubectl(
+        "patch",
+        "workspace",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"resource":{"instanceType":"Standard_NC24ads_A100_v4"}}',
+        check=False,
+    )
+    assert out.returncode != 0 and "instanceType" in out.stderr, out.stderr
+
+
 def test_tuning_quick_start_reaches_job_started(
     kubectl: Kubectl, namespace: str, controller: ControllerProcess, provisioner: ProvisionerProcess
 ) -> None:

@@ -69,3 +69,13 @@ async def test_releasing_the_last_finalizer_counts_as_deleted() -> None:
         }
     )
     assert await cache.get(ObjectRef("kaito.sh/v1beta1", "Workspace", "w", "ns")) is None
+
+
+async def test_re_priming_drops_objects_deleted_while_no_watch_was_open() -> None:
+    api = MemoryKubeClient()
+    cache = CachedKubeClient(api, [("v1", "ConfigMap", None)])
+    await cache.prime()
+    cache.observe(cm("ghost", "3"))  # seen once, its DELETED event never arrived
+    assert await cache.get(ObjectRef("v1", "ConfigMap", "ghost", "ns")) is not None
+    await cache.prime()
+    assert await cache.get(ObjectRef("v1", "ConfigMap", "ghost", "ns")) is None

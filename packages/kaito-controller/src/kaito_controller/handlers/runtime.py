@@ -32,10 +32,22 @@ class Runtime:
     failures: dict[Key, int] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self, workers: int) -> None:
+    def start(self, workers: int, *, cache_resync: float = 600.0) -> None:
         self.tasks = [
             asyncio.create_task(self._worker(i), name=f"reconcile-{i}") for i in range(workers)
         ]
+        if self.cache is not None:
+            resync = self._resync_cache(cache_resync)
+            self.tasks.append(asyncio.create_task(resync, name="cache-resync"))
+
+    async def _resync_cache(self, every: float) -> None:
+        assert self.cache is not None
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.cache.prime()
+            except Exception:
+                logger.exception("re-listing the watched kinds failed; keeping the cache")
 
     async def stop(self) -> None:
         for task in self.tasks:

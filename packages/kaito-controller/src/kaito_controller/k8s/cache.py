@@ -43,10 +43,17 @@ class CachedKubeClient:
         self.api_reads = 0
 
     async def prime(self) -> None:
-        """List every watched kind once, so reads are complete before the first pass."""
+        """List every watched kind, replacing what is stored: before the first pass (so reads
+        are complete) and then periodically, which also drops objects whose deletion happened
+        while no watch was open. A write racing with a re-list is at worst re-applied once,
+        which server-side apply and deterministic names make harmless."""
         for (group, kind), (api_version, sel) in self.watched.items():
-            for obj in await self.inner.list(api_version, kind, selector=sel):
-                self.observe(obj)
+            items = await self.inner.list(api_version, kind, selector=sel)
+            fresh: dict[tuple[str, str], Manifest] = {}
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                fresh[(meta.get("namespace") or "", meta.get("name") or "")] = obj
+            self.store[(group, kind)] = fresh
             self.primed.add((group, kind))
 
     def observe(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
