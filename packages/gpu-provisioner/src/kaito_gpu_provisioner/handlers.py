@@ -54,6 +54,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # Resolve nodeclaims.karpenter.sh once at startup instead of watching every CRD in the
+    # cluster: that would need list/watch on customresourcedefinitions in the ClusterRole.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.batching.worker_limit = 200
 

@@ -110,3 +110,23 @@ def service_account_kubeconfig(admin_kubeconfig: Path, token: str, out: Path) ->
     }
     out.write_text(yaml.safe_dump(config))
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: write a ServiceAccount-token kubeconfig (used by the quick start)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m kaito_gpu_provisioner.testing.runner")
+    parser.add_argument(
+        "--admin-kubeconfig", type=Path, required=True, help="cluster + CA from here"
+    )
+    parser.add_argument("--token", required=True, help="e.g. $(kubectl create token SA -n NS)")
+    parser.add_argument("--out", type=Path, required=True, help="kubeconfig to write")
+    args = parser.parse_args(argv)
+    service_account_kubeconfig(args.admin_kubeconfig, args.token, args.out)
+    sys.stdout.write(f"{args.out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
