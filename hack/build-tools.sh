@@ -33,11 +33,6 @@ JOBS="${BUILD_JOBS:-2}"
 SRC="$TOOLS_DIR/src"
 mkdir -p "$TOOLS_BIN" "$SRC"
 
-# One build at a time per cache key (local-cluster.sh and CI may both call us).
-if [[ -z "$STEP" ]]; then
-  exec 9>"$TOOLS_DIR/.build.lock"
-  flock 9
-fi
 
 log() { printf '[build-tools %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -133,39 +128,47 @@ build_helm() {
     "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
 }
 
-if [[ -n "$STEP" ]]; then
-  "build_$STEP"
-  exit 0
-fi
+# main runs from the last line, so bash has parsed the whole file before the long build.
+main() {
+  if [[ -n "$STEP" ]]; then
+    "build_$STEP"
+    return
+  fi
+  # One build at a time per cache key (local-cluster.sh and CI may both call us).
+  exec 9>"$TOOLS_DIR/.build.lock"
+  flock 9
 
-total_start=$SECONDS
-log "go: $(go version); cache: $TOOLS_DIR"
-if version_ok kube-apiserver "Kubernetes $K8S_VERSION" "$TOOLS_BIN/kube-apiserver" --version &&
-  [[ -x "$TOOLS_BIN/kube-controller-manager" && -x "$TOOLS_BIN/kube-scheduler" && -x "$TOOLS_BIN/kubectl" ]]; then
-  log "kubernetes $K8S_VERSION: cached"
-else
-  timed "kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubectl)" kubernetes
-fi
-if version_ok etcd "etcd Version: ${ETCD_VERSION#v}" "$TOOLS_BIN/etcd" --version; then
-  log "etcd $ETCD_VERSION: cached"
-else
-  timed "etcd $ETCD_VERSION" etcd
-fi
-if version_ok kwok "$KWOK_VERSION" "$TOOLS_BIN/kwok" --version && [[ -s "$TOOLS_DIR/kwok-stages.yaml" ]]; then
-  log "kwok $KWOK_VERSION: cached"
-else
-  timed "kwok $KWOK_VERSION" kwok
-fi
-if version_ok helm "$HELM_VERSION" "$TOOLS_BIN/helm" version --template '{{.Version}}'; then
-  log "helm $HELM_VERSION: cached"
-else
-  timed "helm $HELM_VERSION" helm
-fi
+  local total_start=$SECONDS
+  log "go: $(go version); cache: $TOOLS_DIR"
+  if version_ok kube-apiserver "Kubernetes $K8S_VERSION" "$TOOLS_BIN/kube-apiserver" --version &&
+    [[ -x "$TOOLS_BIN/kube-controller-manager" && -x "$TOOLS_BIN/kube-scheduler" && -x "$TOOLS_BIN/kubectl" ]]; then
+    log "kubernetes $K8S_VERSION: cached"
+  else
+    timed "kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubectl)" kubernetes
+  fi
+  if version_ok etcd "etcd Version: ${ETCD_VERSION#v}" "$TOOLS_BIN/etcd" --version; then
+    log "etcd $ETCD_VERSION: cached"
+  else
+    timed "etcd $ETCD_VERSION" etcd
+  fi
+  if version_ok kwok "$KWOK_VERSION" "$TOOLS_BIN/kwok" --version && [[ -s "$TOOLS_DIR/kwok-stages.yaml" ]]; then
+    log "kwok $KWOK_VERSION: cached"
+  else
+    timed "kwok $KWOK_VERSION" kwok
+  fi
+  if version_ok helm "$HELM_VERSION" "$TOOLS_BIN/helm" version --template '{{.Version}}'; then
+    log "helm $HELM_VERSION: cached"
+  else
+    timed "helm $HELM_VERSION" helm
+  fi
 
-# Final check: every binary reports the pinned version (helm's kubeVersion checks read them).
-"$TOOLS_BIN/kube-apiserver" --version | grep -qF "Kubernetes $K8S_VERSION"
-"$TOOLS_BIN/kubectl" version --client | grep -qF "Client Version: $K8S_VERSION"
-"$TOOLS_BIN/etcd" --version | grep -qF "etcd Version: ${ETCD_VERSION#v}"
-"$TOOLS_BIN/helm" version --template '{{.Version}}' | grep -qxF "$HELM_VERSION"
-log "all tools ready in $((SECONDS - total_start))s: $TOOLS_BIN"
-echo "$TOOLS_BIN"
+  # Final check: every binary reports the pinned version (helm's kubeVersion checks read them).
+  "$TOOLS_BIN/kube-apiserver" --version | grep -qF "Kubernetes $K8S_VERSION"
+  "$TOOLS_BIN/kubectl" version --client | grep -qF "Client Version: $K8S_VERSION"
+  "$TOOLS_BIN/etcd" --version | grep -qF "etcd Version: ${ETCD_VERSION#v}"
+  "$TOOLS_BIN/helm" version --template '{{.Version}}' | grep -qxF "$HELM_VERSION"
+  log "all tools ready in $((SECONDS - total_start))s: $TOOLS_BIN"
+  echo "$TOOLS_BIN"
+}
+
+main "$@"; exit

@@ -448,24 +448,30 @@ cmd_status() {
   return "$rc"
 }
 
-case "${1:-}" in
-  up) cmd_up ;;
-  down) cmd_down ;;
-  status) cmd_status ;;
-  kubeconfig)
-    [[ -f "$ADMIN_KUBECONFIG" ]] || die "no kubeconfig yet; run: $0 up"
-    echo "$ADMIN_KUBECONFIG"
-    ;;
-  env)
-    echo "export KUBECONFIG=$ADMIN_KUBECONFIG; export PATH=$TOOLS_BIN:\$PATH"
-    ;;
-  reset)
-    cmd_down
-    rm -rf "$STATE"
-    log "removed $STATE"
-    ;;
-  *)
-    sed -n '/^# Usage:/,/^# Env:/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-    exit 2
-    ;;
-esac
+# Everything runs from main, called on the last line, so bash has parsed the whole file
+# before a long `up` starts (editing the script mid-run cannot break the run).
+main() {
+  case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    kubeconfig)
+      [[ -f "$ADMIN_KUBECONFIG" ]] || die "no kubeconfig yet; run: $0 up"
+      echo "$ADMIN_KUBECONFIG"
+      ;;
+    env)
+      echo "export KUBECONFIG=$ADMIN_KUBECONFIG; export PATH=$TOOLS_BIN:\$PATH"
+      ;;
+    reset)
+      cmd_down
+      rm -rf "$STATE"
+      log "removed $STATE"
+      ;;
+    *)
+      sed -n '/^# Usage:/,/^# Env:/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"; exit
