@@ -59,9 +59,11 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The inference package's offline tiny Phi-3 style model (seed 0)."""
-    from kaito_inference.testing.tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+    tiny = pytest.importorskip(
+        "kaito_inference.testing.tiny_model",
+        reason="the tiny model builder ships with kaito-inference (uv sync --all-packages)",
+    )
+    return tiny.build_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
