@@ -84,7 +84,8 @@ ensure_tools() {
   export KUBECONFIG="$KUBECONFIG_FILE"
 }
 
-kind_cluster_exists() { kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; }
+# grep without -q reads all of its input, so kind never dies of SIGPIPE under pipefail.
+kind_cluster_exists() { kind get clusters 2>/dev/null | grep -x "$CLUSTER" >/dev/null; }
 
 create_cluster() {
   mkdir -p "$STATE"
