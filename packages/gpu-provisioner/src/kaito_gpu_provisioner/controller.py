@@ -85,6 +85,9 @@ class NodeClaimController:
             await self.kube.patch_node(node_name, decision.node_patch)
         if decision.status:
             await self.kube.patch_nodeclaim_status(claim.name, decision.status)
+        labels = lifecycle.claim_labels(claim, instance)
+        if labels:
+            await self.kube.patch_nodeclaim(claim.name, {"metadata": {"labels": labels}})
         return self._outcome(decision.ready, error)
 
     def _outcome(self, ready: bool, error: ProvisionerError | None) -> Outcome:

@@ -33,6 +33,7 @@ class KubeAPI(Protocol):
     async def delete_node(self, name: str) -> None: ...
     async def list_nodeclaims(self) -> list[dict[str, Any]]: ...
     async def patch_nodeclaim_status(self, name: str, patch: Mapping[str, Any]) -> None: ...
+    async def patch_nodeclaim(self, name: str, patch: Mapping[str, Any]) -> None: ...
     async def delete_nodeclaim(self, name: str) -> None: ...
     async def list_pods_on_node(self, node_name: str) -> list[dict[str, Any]]: ...
     async def evict_pod(self, namespace: str, name: str) -> bool:
@@ -117,6 +118,17 @@ class ApiKube:
             PLURAL,
             name,
             {"status": dict(patch)},
+            _content_type=MERGE_PATCH,
+        )
+
+    async def patch_nodeclaim(self, name: str, patch: Mapping[str, Any]) -> None:
+        await self._call(
+            self._custom.patch_cluster_custom_object,
+            GROUP,
+            VERSION,
+            PLURAL,
+            name,
+            dict(patch),
             _content_type=MERGE_PATCH,
         )
 

@@ -24,6 +24,7 @@ from kaito_gpu_provisioner.claims import (
     GPU_RESOURCE,
     GROUP,
     INITIALIZED_LABEL,
+    INSTANCE_TYPE_LABEL,
     KIND,
     REGISTERED_LABEL,
     VERSION,
@@ -203,6 +204,16 @@ def registration_patch(
             },
         ]
     return patch or None
+
+
+def claim_labels(claim: NodeClaimView, instance: Instance | None) -> dict[str, str]:
+    """Labels Karpenter adds to a launched claim (missing ones only): the instance type, which
+    ``kubectl get nodeclaims`` shows in its TYPE column."""
+    if instance is None or not instance.instance_type:
+        return {}
+    if claim.labels.get(INSTANCE_TYPE_LABEL):
+        return {}
+    return {INSTANCE_TYPE_LABEL: instance.instance_type}
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:

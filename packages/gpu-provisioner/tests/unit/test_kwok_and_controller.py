@@ -100,6 +100,8 @@ async def test_reconcile_reaches_ready_and_writes_node(kube: MemoryKube, clock: 
     assert set(conditions(kube, "ws1a2b3c4d5").values()) == {"True"}
     status = kube.nodeclaims["ws1a2b3c4d5"]["status"]
     assert status["nodeName"] == "ws1a2b3c4d5"
+    claim_labels = kube.nodeclaims["ws1a2b3c4d5"]["metadata"]["labels"]
+    assert claim_labels["node.kubernetes.io/instance-type"] == "Standard_NC6s_v3"
     assert status["providerID"] == "kwok://ws1a2b3c4d5"
     labels = kube.nodes["ws1a2b3c4d5"]["metadata"]["labels"]
     assert labels["karpenter.sh/registered"] == labels["karpenter.sh/initialized"] == "true"

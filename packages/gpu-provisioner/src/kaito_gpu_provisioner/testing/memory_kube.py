@@ -97,6 +97,11 @@ class MemoryKube:
         if name in self.nodeclaims:
             self.nodeclaims[name] = merge_patch(self.nodeclaims[name], {"status": dict(patch)})
 
+    async def patch_nodeclaim(self, name: str, patch: Mapping[str, Any]) -> None:
+        self.calls.append(("patch_nodeclaim", name))
+        if name in self.nodeclaims:
+            self.nodeclaims[name] = merge_patch(self.nodeclaims[name], patch)
+
     async def delete_nodeclaim(self, name: str) -> None:
         self.calls.append(("delete_nodeclaim", name))
         self.nodeclaims.pop(name, None)
