@@ -96,7 +96,7 @@ class ControllerSettings(BaseSettings):
     )
 
     # --- timing and concurrency ---------------------------------------------------------
-    workers: int = Field(8, ge=1, description="Workspaces reconciled concurrently.")
+    workers: int = Field(16, ge=1, description="Workspaces reconciled concurrently.")
     resync_seconds: float = Field(
         60.0, gt=0, description="Every Workspace is reconciled at least this often."
     )

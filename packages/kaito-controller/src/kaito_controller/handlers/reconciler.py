@@ -135,21 +135,23 @@ class Reconciler:
             )
         if p.delete_first:
             await self._delete(p.delete)
-        for manifest in p.apply:
-            await self.client.apply(manifest)
+        # Independent objects: apply them concurrently (one round trip instead of several).
+        await asyncio.gather(*(self.client.apply(m) for m in p.apply))
         if not p.delete_first:
             await self._delete(p.delete)
         if p.status is not None and dict(p.status) != (body.get("status") or {}):
             await self.client.patch_status(ref, p.status)
-        for event in p.events:
-            await self._post_event(body, event)
+        await asyncio.gather(*(self._post_event(body, e) for e in p.events))
         if p.finalizers is not None and not adding:
             await self.client.patch(ref, {"metadata": {"finalizers": list(p.finalizers) or None}})
 
     async def _delete(self, refs: tuple[ObjectRef, ...]) -> None:
-        for r in refs:
-            propagation = "Foreground" if r.kind == "Job" else "Background"
-            await self.client.delete(r, propagation=propagation)
+        await asyncio.gather(
+            *(
+                self.client.delete(r, propagation="Foreground" if r.kind == "Job" else "Background")
+                for r in refs
+            )
+        )
 
     async def _post_event(self, body: Manifest, event: EventSpec) -> None:
         meta = body["metadata"]
