@@ -24,9 +24,10 @@
 # Env:
 #   KAITO_KIND_CLUSTER   cluster name (default kaito-e2e)
 #   KAITO_KIND_SKU       SKU the worker pretends to be (default Standard_NC6s_v3, the quick start's)
-#   KAITO_KIND_BACKEND   inference backend of the workloads: transformers (default) or fake. With
-#                        the default, the CPU image must hold a model for the preset's Hugging Face
-#                        id in its cache (checked; see the message when it does not)
+#   KAITO_KIND_BACKEND   inference backend of the workloads (transformers or fake); default:
+#                        transformers on the CPU image's tiny model when the chart can point
+#                        workloads at it (workload.modelOverride), else fake, saying why
+#   KAITO_KIND_MODEL     the tiny model's path in the CPU image (default /opt/kaito/tiny-model)
 #   KAITO_IMAGE_REGISTRY image names, as hack/build-images.sh (default ghcr.io/kaito-py)
 #   KAITO_KIND_SKIP_BUILD=1  reuse the images already loaded into the cluster
 # Pins: hack/kind.env (kind and its node image); kubectl and helm from hack/versions.env
@@ -48,6 +49,7 @@ PROVISIONER_NS=gpu-provisioner
 QUICKSTART=examples/quickstart/phi-3-mini-inference.yaml
 QUICKSTART_NAME=workspace-phi-3-mini
 QUICKSTART_PRESET_ID=microsoft/Phi-3-mini-4k-instruct
+TINY_MODEL="${KAITO_KIND_MODEL:-/opt/kaito/tiny-model}" # baked by packages/inference-server/Dockerfile.cpu
 t0=$SECONDS
 
 say() { printf '\n\033[1m[kind-e2e %4ss] %s\033[0m\n' "$((SECONDS - t0))" "$*" >&2; }
@@ -135,16 +137,27 @@ build_images() {
   kind load docker-image "$cpu_image" --name "$CLUSTER"
 }
 
-# The backend the workloads run: transformers needs the preset's weights inside the CPU image
-# (the tiny model, cached under the preset's Hugging Face id, offline); fake needs no model.
+# The backend the workloads run. The CPU image bakes the tiny model at $TINY_MODEL
+# (packages/inference-server/Dockerfile.cpu), but the controller runs `--model <the preset's
+# Hugging Face id>`. transformers serves the tiny model when the chart can point workloads at a
+# local model (a `workload.modelOverride` value), or when the image caches a model under the
+# preset's id; otherwise the real weights would be downloaded, so the fake (echo) backend is used.
 choose_backend() {
   local image
   image="$REGISTRY/kaito-inference-cpu:$(version_of inference-server)"
+  MODEL_OVERRIDE=""
+  if uv run --frozen python -c "
+import sys, yaml
+values = yaml.safe_load(open('charts/kaito-workspace/values.yaml'))
+sys.exit(0 if 'modelOverride' in (values.get('workload') or {}) else 1)
+" 2>/dev/null; then
+    MODEL_OVERRIDE="$TINY_MODEL"
+  fi
   if [[ -n "${KAITO_KIND_BACKEND:-}" ]]; then
     BACKEND="$KAITO_KIND_BACKEND"
-    return
-  fi
-  if docker run --rm --entrypoint python "$image" -c "
+  elif [[ -n "$MODEL_OVERRIDE" ]]; then
+    BACKEND=transformers
+  elif docker run --rm --entrypoint python "$image" -c "
 import sys
 from huggingface_hub import try_to_load_from_cache
 sys.exit(0 if isinstance(try_to_load_from_cache('$QUICKSTART_PRESET_ID', 'config.json'), str) else 1)
@@ -152,9 +165,10 @@ sys.exit(0 if isinstance(try_to_load_from_cache('$QUICKSTART_PRESET_ID', 'config
     BACKEND=transformers
   else
     BACKEND=fake
-    say "WARNING: $image holds no model for $QUICKSTART_PRESET_ID in its Hugging Face cache,"
-    echo "so the transformers backend would download the real weights. Serving with the fake" >&2
-    echo "(echo) backend instead; set KAITO_KIND_BACKEND=transformers to insist." >&2
+    say "WARNING: serving the quick start with the fake (echo) backend, not the tiny model"
+    echo "The controller runs '--model $QUICKSTART_PRESET_ID' and the chart has no" >&2
+    echo "workload.modelOverride to point it at $TINY_MODEL in $image, so the" >&2
+    echo "transformers backend would download the real weights. KAITO_KIND_BACKEND=transformers insists." >&2
   fi
 }
 
@@ -201,6 +215,7 @@ install_charts() {
     --set image.repository="$REGISTRY/kaito-controller" --set image.tag="$controller_tag" \
     --set workload.inferenceImage="$REGISTRY/kaito-inference-cpu:$inference_tag" \
     --set workload.inferenceBackend="$BACKEND" \
+    ${MODEL_OVERRIDE:+--set workload.modelOverride="$MODEL_OVERRIDE"} \
     --wait --timeout 180s >&2
   # The webhook is served once the controller has published its CA bundle: a server-side dry
   # run of the quick start must pass it (failurePolicy Fail refuses while it is not served).
