@@ -150,6 +150,7 @@ def _train(args: argparse.Namespace) -> None:
         cfg.dataset.dataset_path or "/mnt/data",
         cfg.training.output_dir,
     )
+    logger.info("effective configuration: %s", cfg.model_dump_json(by_alias=True))
     outcome = run(cfg)
     if args.push_image:
         _push(outcome.output_dir, args.push_image, args)
