@@ -151,6 +151,12 @@ def _train(args: argparse.Namespace) -> None:
         cfg.training.output_dir,
     )
     logger.info("effective configuration: %s", cfg.model_dump_json(by_alias=True))
+    if args.push_image:
+        from kaito_tuning.push import check_push_access
+
+        check_push_access(
+            args.push_image, docker_config=args.docker_config, plain_http=args.plain_http
+        )
     outcome = run(cfg)
     if args.push_image:
         _push(outcome.output_dir, args.push_image, args)

@@ -233,6 +233,14 @@ def _open(reference: str, docker_config: Path | None, *, plain_http: bool) -> _C
     return _Client(reference, creds, plain_http=plain_http)
 
 
+def check_push_access(
+    reference: str, *, docker_config: Path | None, plain_http: bool = False
+) -> None:
+    """Fail now, before hours of training, if the registry is unreachable or refuses the login."""
+    client = _open(reference, docker_config, plain_http=plain_http)
+    client.check_access(f"checking push access to {reference} before training")
+
+
 def _map_oras_error(client: _Client, doing: str, err: Exception) -> TuningError:
     text = str(err)
     if isinstance(err, client.auth_exception) or any(

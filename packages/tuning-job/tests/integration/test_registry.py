@@ -206,3 +206,27 @@ def test_a_push_the_registry_does_not_hold_in_full_is_a_failure(
     )
     assert code == RegistryError.exit_code
     assert "the registry holds different content than was sent" in log.read_text()
+
+
+def test_bad_push_credentials_fail_before_any_training(registry: Registry, tmp_path: Path) -> None:
+    log = tmp_path / "t"
+    code = tune_main(
+        [
+            "--model",
+            str(tmp_path / "no-model-here"),  # training would fail with ModelLoadFailed (8)
+            "--data",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "out"),
+            "--push-image",
+            f"{registry.host}/adapters/early:1",
+            "--docker-config",
+            str(registry.bad_config),
+            "--plain-http",
+            "--termination-log",
+            str(log),
+        ]
+    )
+    assert code == RegistryAuthError.exit_code
+    assert "checking push access to" in log.read_text()
+    assert "before training" in log.read_text()
