@@ -221,3 +221,11 @@ def test_target_modules_string_forms() -> None:
         == "all-linear"
     )
     assert build_config({}).lora.target_module_list() is None
+
+
+def test_explicit_config_flag_must_exist(tmp_path: Path) -> None:
+    from kaito_tuning.cli import config_from_args
+
+    args = train_parser().parse_args(["--config", str(tmp_path / "absent.yaml")])
+    with pytest.raises(ConfigError, match="no such file"):
+        config_from_args(args)
