@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from kaito_inference.api._serving import server_state
 from kaito_inference.schemas import HealthStatus
@@ -33,5 +33,9 @@ async def live() -> HealthStatus:
 @router.get("/metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
-    registry = server_state(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    state = server_state(request)
+    body = generate_latest(state.metrics.registry)
+    if state.config.backend == "vllm":
+        # vLLM registers its own `vllm:*` metrics (KV cache, queue, throughput) globally.
+        body += generate_latest(REGISTRY)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
