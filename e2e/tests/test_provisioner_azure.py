@@ -159,3 +159,30 @@ def test_restart_mid_creation_adopts_the_pool(
         first.stop()
         kubectl("delete", "nodeclaim", name, "--wait=false", check=False)
     assert arm.pool(name) is None
+
+
+def test_orphaned_pool_is_garbage_collected(
+    kubectl: Callable[..., Any], arm: ArmServer, kube_config_path: Path, tmp_path: Path
+) -> None:
+    name = claim_name()  # a pool of ours whose NodeClaim never existed (or is long gone)
+    path = (
+        f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ContainerService/"
+        f"managedClusters/{CLUSTER}/agentPools/{name}?api-version=2026-08-01"
+    )
+    labels = {
+        "kaito.sh/workspace": "gone",
+        "karpenter.sh/nodepool": "kaito",
+        "kaito.sh/creation-timestamp": "2026-01-01T00-00-00Z",
+    }
+    body = {"properties": {"vmSize": "Standard_NC6s_v3", "count": 1, "nodeLabels": labels}}
+    reply = arm.handle("PUT", path, {"Authorization": "Bearer x"}, json.dumps(body).encode())
+    assert reply.status == 201
+    wait_for(lambda: get_json(kubectl, "node", node_name(name)), 30, "orphan's node registered")
+    env = {
+        **azure_env(arm),
+        "KAITO_PROVISIONER_GC_INTERVAL_SECONDS": "2",
+        "KAITO_PROVISIONER_GC_GRACE_SECONDS": "0",
+    }
+    with ProvisionerProcess(env, kubeconfig=kube_config_path, log_path=tmp_path / "gc.log") as proc:
+        wait_for(lambda: arm.pool(name) is None, 60, f"orphan collected; log:\n{proc.log_tail()}")
+        wait_for(lambda: get_json(kubectl, "node", node_name(name)) is None, 30, "orphan node gone")
