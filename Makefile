@@ -47,7 +47,7 @@ test: install test-unit e2e ## Everything CI runs: unit, integration and e2e sui
 generate: ## Regenerate CRDs and chart schemas from the models
 	$(UV) run --frozen python -m kaito_api.crdgen
 	cp packages/tuning-job/src/kaito_tuning/templates/lora-params.yaml packages/tuning-job/src/kaito_tuning/templates/qlora-params.yaml charts/kaito-workspace/files/tuning/
-	$(UV) run --frozen python hack/gen_values_schema.py charts/kaito-workspace
+	$(UV) run --frozen python hack/gen_values_schema.py charts/kaito-workspace charts/gpu-provisioner
 
 .PHONY: verify
 verify: generate ## Fail when generated files drift from what is committed, or uv.lock is stale
