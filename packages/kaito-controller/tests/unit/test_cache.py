@@ -29,10 +29,11 @@ async def test_reads_come_from_the_cache_after_priming() -> None:
     await cache.prime()
     got = await cache.list("v1", "ConfigMap", namespace="ns", labels={"kaito.sh/workspace": "ws"})
     assert [o["metadata"]["name"] for o in got] == ["a"]
-    assert await cache.get(ObjectRef("v1", "ConfigMap", "unrelated", "ns")) is None  # not watched
     assert cache.api_reads == 1
     await cache.list("v1", "Secret", namespace="ns")  # an unwatched kind goes to the API
     assert cache.api_reads == 2
+    assert await cache.get(ObjectRef("v1", "ConfigMap", "gone", "ns")) is None
+    assert cache.api_reads == 3  # a miss outside the cache's knowledge asks the API
 
 
 async def test_writes_are_visible_at_once_and_stale_events_lose() -> None:
@@ -79,3 +80,14 @@ async def test_re_priming_drops_objects_deleted_while_no_watch_was_open() -> Non
     assert await cache.get(ObjectRef("v1", "ConfigMap", "ghost", "ns")) is not None
     await cache.prime()
     assert await cache.get(ObjectRef("v1", "ConfigMap", "ghost", "ns")) is None
+
+
+async def test_objects_outside_the_watch_selector_are_read_from_the_api() -> None:
+    api = MemoryKubeClient()
+    api.put(cm("qlora-params-template", "1"))  # no kaito.sh/workspace label: not watched
+    cache = CachedKubeClient(api, [("v1", "ConfigMap", "kaito.sh/workspace")])
+    await cache.prime()
+    assert await cache.get(ObjectRef("v1", "ConfigMap", "qlora-params-template", "ns")) is not None
+    unlabelled = await cache.list("v1", "ConfigMap", namespace="ns")  # the cache cannot answer this
+    assert [o["metadata"]["name"] for o in unlabelled] == ["qlora-params-template"]
+    assert cache.api_reads == 2

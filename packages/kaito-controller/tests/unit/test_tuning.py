@@ -162,3 +162,27 @@ async def _to_job_without_job(client: MemoryKubeClient, rec: Reconciler) -> None
         client.put(node)
     await rec.reconcile(NS, NAME)
     assert client.find("Job", NAME, NS) is None
+
+
+async def test_tuning_through_the_read_cache_finds_the_release_template(
+    example: Callable[..., dict[str, Any]],
+) -> None:
+    from kaito_controller.handlers.watches import watches
+    from kaito_controller.k8s.cache import CachedKubeClient
+
+    api = MemoryKubeClient()
+    api.put(example("phi-3-qlora-tuning.yaml"))
+    api.put(TEMPLATE)
+    settings = ControllerSettings(webhook_enabled=False, release_namespace="kaito-workspace")
+    cache = CachedKubeClient(api, [(w.api_version, w.kind, w.selector) for w in watches(settings)])
+    await cache.prime()
+    rec = Reconciler(cache, settings, PresetsCatalog(), clock=lambda: NOW)
+    await rec.reconcile(NS, NAME)
+    for claim in api.of_kind("NodeClaim"):
+        ready, node = satisfy(claim)
+        api.put(ready)
+        api.put(node)
+    await cache.prime()  # what the watches would have delivered
+    await rec.reconcile(NS, NAME)
+    assert api.find("Job", NAME, NS) is not None  # the release namespace's template was found
+    assert cache.api_reads >= 1

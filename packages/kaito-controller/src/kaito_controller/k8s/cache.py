@@ -77,13 +77,21 @@ class CachedKubeClient:
         key = (_group(api_version), kind)
         return self.store[key] if key in self.primed else None
 
+    def _required(self, api_version: str, kind: str) -> set[str]:
+        """Label keys every cached object of the kind has (the watch's selector)."""
+        sel = self.watched[(_group(api_version), kind)][1]
+        return {t.partition("=")[0] for t in (sel or "").split(",") if t}
+
     async def get(self, ref: ObjectRef) -> Manifest | None:
         store = self._cached(ref.api_version, ref.kind)
-        if store is None:
-            self.api_reads += 1
-            return await self.inner.get(ref)
-        obj = store.get((ref.namespace or "", ref.name))
-        return copy.deepcopy(obj) if obj is not None else None
+        obj = store.get((ref.namespace or "", ref.name)) if store is not None else None
+        if obj is not None:
+            return copy.deepcopy(obj)
+        if store is not None and not self._required(ref.api_version, ref.kind):
+            return None  # the whole kind is cached: it does not exist
+        # Not watched, or outside the watch's selector (e.g. a user's ConfigMap): ask the API.
+        self.api_reads += 1
+        return await self.inner.get(ref)
 
     async def list(
         self,
@@ -96,7 +104,9 @@ class CachedKubeClient:
         selector: str | None = None,
     ) -> list[Manifest]:
         store = self._cached(api_version, kind)
-        if store is None or field_selector:
+        asked = set(labels or {}) | {t.partition("=")[0] for t in (selector or "").split(",") if t}
+        complete = store is not None and self._required(api_version, kind) <= asked
+        if store is None or field_selector or not complete:
             self.api_reads += 1
             return await self.inner.list(
                 api_version, kind, namespace=namespace, labels=labels,
