@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -46,7 +46,7 @@ async def _load(state: ServerState) -> None:
 
 def _lifespan(
     state: ServerState, on_fatal: Callable[[BaseException], None] | None
-) -> Callable[[FastAPI], AsyncIterator[None]]:
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_load(state), name="load-model")
@@ -66,7 +66,7 @@ def _lifespan(
             await asyncio.gather(task, return_exceptions=True)
             await state.backend.aclose()
 
-    return lifespan  # type: ignore[return-value]
+    return lifespan
 
 
 def create_app(

@@ -57,7 +57,9 @@ def _add_tiny_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the console script."""
-    parser = argparse.ArgumentParser(prog="kaito-inference", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="kaito-inference", description=(__doc__ or "").split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve_parser(sub)
     _add_tiny_parser(sub)

@@ -122,6 +122,22 @@ CASES = [
         "prompt",
     ),
     (
+        "empty-prompt-string",
+        "POST",
+        "/v1/completions",
+        {"model": "phi-3-mini", "prompt": ""},
+        400,
+        "prompt",
+    ),
+    (
+        "empty-prompt-in-list",
+        "POST",
+        "/v1/completions",
+        {"model": "phi-3-mini", "prompt": ["a", ""]},
+        400,
+        "prompt",
+    ),
+    (
         "suffix-unsupported",
         "POST",
         "/v1/completions",

@@ -32,13 +32,15 @@ def to_completion(body: LegacyChatRequest, model: str) -> CompletionRequest:
     do_sample = body.do_sample if body.do_sample is not None else kw.get("do_sample", True)
     temperature = body.temperature if body.temperature is not None else kw.get("temperature")
     try:
-        request = CompletionRequest(
-            model=model,
-            prompt=body.prompt,
-            max_tokens=max_new or body.max_length,
-            temperature=0.0 if do_sample is False else temperature,
-            top_p=body.top_p if body.top_p is not None else kw.get("top_p"),
-            seed=body.seed,
+        request = CompletionRequest.model_validate(
+            {
+                "model": model,
+                "prompt": body.prompt,
+                "max_tokens": max_new or body.max_length,
+                "temperature": 0.0 if do_sample is False else temperature,
+                "top_p": body.top_p if body.top_p is not None else kw.get("top_p"),
+                "seed": body.seed,
+            }
         )
     except ValueError as err:
         raise BadRequest(f"invalid generation arguments: {err}", param="generate_kwargs") from err

@@ -123,6 +123,8 @@ class TextGenerationBackend(ABC):
         self, prompt_len: int, requested: int | None, param: str, default: int | None = None
     ) -> int:
         ctx = self.context_length()
+        if prompt_len == 0:
+            raise BadRequest(f"the {param} must not be empty", param=param)
         if prompt_len >= ctx:
             raise ContextLengthExceeded(
                 f"this model's maximum context length is {ctx} tokens, but the prompt is "
@@ -321,10 +323,14 @@ class TextGenerationBackend(ABC):
         if isinstance(p, str):
             return [self._encode(p, add_special_tokens=True)]
         if all(isinstance(x, int) for x in p):
-            return [list(p)]  # type: ignore[arg-type]
-        return [
-            self._encode(x, add_special_tokens=True) if isinstance(x, str) else list(x) for x in p
-        ]  # type: ignore[union-attr]
+            return [[int(x) for x in p]]  # type: ignore[arg-type]  # one prompt of token ids
+        prompts: list[list[int]] = []
+        for x in p:
+            if isinstance(x, str):
+                prompts.append(self._encode(x, add_special_tokens=True))
+            elif isinstance(x, list):
+                prompts.append([int(t) for t in x])
+        return prompts
 
     async def complete(
         self, req: CompletionRequest, *, adapter: str | None, stats: GenerationStats

@@ -63,7 +63,7 @@ class _Cancelled(StoppingCriteria):
     def __init__(self, event: threading.Event) -> None:
         self._event = event
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **_: Any) -> Any:
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **_: Any) -> Any:
         return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool)
 
 
@@ -131,6 +131,7 @@ class TransformersBackend(TextGenerationBackend):
 
     def _load(self) -> None:
         cfg = self._config
+        assert cfg.model is not None  # the config requires it for this backend
         kwargs: dict[str, Any] = {
             "trust_remote_code": cfg.trust_remote_code,
             "local_files_only": cfg.offline,
@@ -138,7 +139,7 @@ class TransformersBackend(TextGenerationBackend):
         }
         logger.info("loading %s with transformers (dtype %s)", cfg.model, cfg.dtype)
         self._tokenizer = AutoTokenizer.from_pretrained(cfg.model, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(
+        model: Any = AutoModelForCausalLM.from_pretrained(
             cfg.model, dtype=_torch_dtype(cfg.dtype), **kwargs
         )
         device = "cuda" if torch.cuda.is_available() else "cpu"
