@@ -24,6 +24,7 @@ from kaito_inference.auth import ApiKeyMiddleware
 from kaito_inference.backends.base import InferenceBackend
 from kaito_inference.config import ServerConfig
 from kaito_inference.errors import install_error_handlers
+from kaito_inference.limits import BodyLimitMiddleware
 from kaito_inference.metrics import ServerMetrics
 from kaito_inference.middleware import RequestMetricsMiddleware
 
@@ -103,5 +104,6 @@ def create_app(
         app.add_middleware(ApiKeyMiddleware, keys=keys)
     elif config.allow_runtime_lora:
         logger.warning("runtime LoRA loading is enabled without API keys; anyone can load adapters")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_request_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     return app

@@ -86,6 +86,9 @@ class ServerConfig(BaseSettings):
     max_waiting_requests: int = Field(
         1024, ge=0, description="Requests allowed to wait; beyond that the server answers 429."
     )
+    max_request_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Larger request bodies are answered with 413."
+    )
     vllm_engine_args: dict[str, Any] = Field(
         default_factory=dict, description="Extra vLLM engine arguments, passed through as-is."
     )

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Callable
+
 import httpx
 import pytest
+from kaito_inference.app import create_app
+from kaito_inference.backends.fake import EchoBackend
+from kaito_inference.config import ServerConfig
+
+from .conftest import running
 
 CHAT = "/v1/chat/completions"
 MSG = [{"role": "user", "content": "hi"}]
@@ -252,3 +260,21 @@ async def test_unexpected_error_is_a_generic_500(client: httpx.AsyncClient) -> N
     assert r.status_code == 500
     assert r.json()["error"]["message"] == "internal server error"
     assert "secret" not in r.text
+
+
+async def test_oversized_bodies_get_413(fake_config: Callable[..., ServerConfig]) -> None:
+    app = create_app(fake_config(max_request_body_bytes=2048), EchoBackend(model_name="phi-3-mini"))
+    big = {"model": "phi-3-mini", "messages": [{"role": "user", "content": "x" * 5000}]}
+    async with running(app) as c:
+        r = await c.post(CHAT, json=big)
+        assert r.status_code == 413
+        assert r.json()["error"]["code"] == "request_too_large"
+
+        async def chunks() -> AsyncIterator[bytes]:  # no content-length: counted as it arrives
+            yield json.dumps(big).encode()
+
+        r = await c.post(CHAT, content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        assert "2048 bytes" in r.json()["error"]["message"]
+        small = {"model": "phi-3-mini", "messages": [{"role": "user", "content": "hi"}]}
+        assert (await c.post(CHAT, json=small)).status_code == 200
