@@ -128,6 +128,11 @@ class NodeClaimController:
             if node is not None:
                 await self.kube.delete_node(claim.node_name)
             return None
+        except ProvisionerError as err:
+            # e.g. the pool's create operation is still running (409), or throttling: the
+            # claim keeps its finalizer and deletion is retried; the capacity must not leak.
+            logger.warning("nodeclaim %s: deleting capacity: %s", claim.name, err.message)
+            return err.retry_after if err.retry_after is not None else self.timing.sync
         return self.timing.sync
 
     async def _drained(self, claim: NodeClaimView, node: Mapping[str, Any]) -> bool:

@@ -187,3 +187,34 @@ def _body() -> Any:
             }
         }
     )
+
+
+async def test_terminating_a_claim_whose_pool_is_still_creating_retries_then_deletes(
+    pools: InMemoryAgentPools, kube: MemoryKube
+) -> None:
+    from kaito_gpu_provisioner.controller import NodeClaimController, Timing
+
+    provider = AzureNodeProvisioner(pools, kube, resource_group=RG, cluster_name=CLUSTER)
+    controller = NodeClaimController(provider, kube, timing=Timing(sync=0.25))
+    pools.hold = True
+    poller = await pools.begin_create_or_update(RG, CLUSTER, "ws1a2b3c4d5", _body())
+    pools.put_errors.clear()
+    # ARM refuses the DELETE while the create runs: retried, never released early.
+    original = pools.begin_delete
+
+    async def busy(*args: Any, **kwargs: Any) -> Any:
+        raise http_error(
+            409,
+            "OperationNotAllowed",
+            "Operation is not allowed: another operation is in progress.",
+        )
+
+    pools.begin_delete = busy  # type: ignore[method-assign]
+    body = nodeclaim(deleted="2026-11-25T07:00:01Z")
+    assert await controller.terminate(body) == 0.25
+    pools.begin_delete = original  # type: ignore[method-assign]
+    pools.finish(RG, CLUSTER, "ws1a2b3c4d5")
+    await poller.result()
+    pools.hold = False
+    assert await controller.terminate(body) is None
+    assert pools.pools == {}
