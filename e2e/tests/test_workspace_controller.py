@@ -195,6 +195,25 @@ def provisioner(
         yield proc
 
 
+@pytest.fixture(autouse=True)
+def _delete_workspaces_while_the_controller_runs(
+    namespace: str, kubectl: Kubectl, controller: ControllerProcess
+) -> Iterator[None]:
+    """Workspaces carry the controller's finalizer: delete them (and wait) before the module's
+    controller may stop, or the test namespace would stay Terminating."""
+    yield
+    kubectl(
+        "delete",
+        "workspaces",
+        "--all",
+        "-n",
+        namespace,
+        "--wait=true",
+        "--timeout=90s",
+        check=False,
+    )
+
+
 def wait_condition(
     kubectl: Kubectl, ns: str, name: str, type_: str, *, timeout: float, why: Callable[[], str]
 ) -> dict[str, Any]:
