@@ -218,3 +218,24 @@ async def test_terminating_a_claim_whose_pool_is_still_creating_retries_then_del
     pools.hold = False
     assert await controller.terminate(body) is None
     assert pools.pools == {}
+
+
+async def test_controller_requeues_throttling_after_retry_after_and_quota_after_backoff(
+    provider: AzureNodeProvisioner, pools: InMemoryAgentPools, kube: MemoryKube
+) -> None:
+    from kaito_gpu_provisioner.controller import NodeClaimController, Timing
+
+    controller = NodeClaimController(provider, kube, timing=Timing(sync=1, failure_retry=300))
+    body = nodeclaim()
+    kube.nodeclaims[body["metadata"]["name"]] = body
+    pools.put_errors.append(http_error(429, "TooManyRequests", "slow", {"Retry-After": "42"}))
+    outcome = await controller.reconcile(body)
+    assert (outcome.ready, outcome.requeue_after) == (False, 42)
+    launched = kube.nodeclaims["ws1a2b3c4d5"]["status"]["conditions"][0]
+    assert (launched["status"], launched["reason"]) == ("Unknown", "Throttled")
+    pools.put_errors.append(http_error(400, "QuotaExceeded", "exceeding approved quota"))
+    outcome = await controller.reconcile(kube.nodeclaims["ws1a2b3c4d5"])
+    assert outcome.requeue_after == 300
+    launched = kube.nodeclaims["ws1a2b3c4d5"]["status"]["conditions"][0]
+    assert (launched["status"], launched["reason"]) == ("False", "QuotaExceeded")
+    assert "exceeding approved quota" in launched["message"]
