@@ -74,7 +74,12 @@ def e2e_cluster(
             if _truthy("CI") or _truthy("KAITO_E2E_REQUIRED"):
                 pytest.fail(reason)
             pytest.skip(reason)
-        kubeconfig = local_cluster_up()
+        try:
+            kubeconfig = local_cluster_up()
+        except Exception:
+            if _truthy("KAITO_E2E_TEARDOWN"):  # leave nothing behind, as promised
+                local_cluster_down()
+            raise
     helm_path = None
     with contextlib.suppress(FileNotFoundError):  # kubectl is required, helm only by helm tests
         helm_path = find_tool("helm", bin_dir)
