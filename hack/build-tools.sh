@@ -54,7 +54,7 @@ timed() {
 version_ok() {
   local bin=$1 want=$2
   shift 2
-  [[ -x "$TOOLS_BIN/$bin" ]] && "$@" 2>/dev/null | grep -qF -- "$want"
+  [[ -x "$TOOLS_BIN/$bin" ]] && "$@" 2>/dev/null | grep -F -- "$want" >/dev/null
 }
 
 # modinfo MODULE@VERSION FIELD: a field of `go mod download -json`.
@@ -163,10 +163,10 @@ main() {
   fi
 
   # Final check: every binary reports the pinned version (helm's kubeVersion checks read them).
-  "$TOOLS_BIN/kube-apiserver" --version | grep -qF "Kubernetes $K8S_VERSION"
-  "$TOOLS_BIN/kubectl" version --client | grep -qF "Client Version: $K8S_VERSION"
-  "$TOOLS_BIN/etcd" --version | grep -qF "etcd Version: ${ETCD_VERSION#v}"
-  "$TOOLS_BIN/helm" version --template '{{.Version}}' | grep -qxF "$HELM_VERSION"
+  "$TOOLS_BIN/kube-apiserver" --version | grep -F "Kubernetes $K8S_VERSION" >/dev/null
+  "$TOOLS_BIN/kubectl" version --client | grep -F "Client Version: $K8S_VERSION" >/dev/null
+  "$TOOLS_BIN/etcd" --version | grep -F "etcd Version: ${ETCD_VERSION#v}" >/dev/null
+  "$TOOLS_BIN/helm" version --template '{{.Version}}' | grep -xF "$HELM_VERSION" >/dev/null
   log "all tools ready in $((SECONDS - total_start))s: $TOOLS_BIN"
   echo "$TOOLS_BIN"
 }

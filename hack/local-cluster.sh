@@ -323,9 +323,9 @@ http_get() {
     python3 -c 'import ssl,sys,urllib.request as u; print(u.urlopen(sys.argv[1], timeout=5, context=ssl._create_unverified_context()).read().decode())' "$1"
   fi
 }
-etcd_healthy() { http_get "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
-api_ready() { kc get --raw /readyz | grep -qx ok; }
-healthz() { http_get "https://127.0.0.1:$1/healthz" | grep -qx ok; }
+etcd_healthy() { http_get "http://127.0.0.1:$ETCD_PORT/health" | grep '"health":"true"' >/dev/null; }
+api_ready() { kc get --raw /readyz | grep -x ok >/dev/null; }
+healthz() { http_get "https://127.0.0.1:$1/healthz" | grep -x ok >/dev/null; }
 default_sa() { kc -n default get serviceaccount default; }
 
 # cpu_pool_ready: every CPU pool node is Ready and carries no not-ready/unreachable taint.
@@ -334,7 +334,7 @@ cpu_pool_ready() {
   out=$(kc get nodes -l kaito.sh/pool=cpu -o \
     jsonpath='{range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status} {.spec.taints[*].key}{"\n"}{end}')
   [[ $(grep -c . <<<"$out") -ge "$CPU_NODES" ]] || return 1
-  ! grep -v ' True' <<<"$out" | grep -q . || return 1
+  ! grep -v ' True' <<<"$out" | grep . >/dev/null || return 1
   ! grep -q 'node.kubernetes.io/' <<<"$out"
 }
 
@@ -405,7 +405,7 @@ orphans() {
     exe=$(readlink "$d/exe" 2>/dev/null) || continue
     exe=$(basename "${exe% (deleted)}")
     [[ " ${COMPONENTS[*]} " == *" $exe "* ]] || continue
-    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$STATE/" && echo "$pid"
+    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -F -- "$STATE/" >/dev/null && echo "$pid"
   done
   return 0
 }
