@@ -28,7 +28,13 @@ def build_provisioner(
     settings: Settings, kube: KubeAPI
 ) -> tuple[NodeProvisioner, list[Callable[[], Awaitable[None]]]]:
     if settings.provider == "azure":
-        from kaito_gpu_provisioner.azure.client import build_azure_provisioner
+        try:
+            from kaito_gpu_provisioner.azure.client import build_azure_provisioner
+        except ImportError as err:
+            raise SystemExit(
+                f"provider=azure needs the 'azure' extra (pip install "
+                f"'kaito-gpu-provisioner[azure]'): {err}"
+            ) from err
 
         provisioner, close = build_azure_provisioner(settings.azure, kube)
         return provisioner, [close]
