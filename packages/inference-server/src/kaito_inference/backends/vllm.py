@@ -138,7 +138,12 @@ class _VllmOutputParser:
     def parse(self, text: str) -> ParsedOutput:
         reasoning = None
         if self._reasoning is not None:
-            reasoning, content = self._reasoning.extract_reasoning_content(text, self._request)
+            # Renamed across vLLM releases; take whichever this version has.
+            extract = (
+                getattr(self._reasoning, "extract_reasoning_content", None)
+                or self._reasoning.extract_reasoning
+            )
+            reasoning, content = extract(text, self._request)
             text = content or ""
         if self._tool is None:
             return ParsedOutput(content=text or None, tool_calls=[], reasoning=reasoning)
