@@ -63,6 +63,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Register every handler on ``registry`` (the controller comes from ``memo.controller``)."""
+    gc_interval = settings.gc_interval_seconds
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -72,7 +73,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure(settings)
-        memo.gc_task = asyncio.create_task(_gc_loop(memo.controller, interval))
+        memo.gc_task = asyncio.create_task(_gc_loop(memo.controller, gc_interval))
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -108,8 +109,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         delay = await controller.terminate(body)
         if delay is not None:
             raise kopf.TemporaryError("capacity is still being deleted", delay=delay)
-
-    interval = settings.gc_interval_seconds
 
 
 async def _gc_loop(controller: NodeClaimController, interval: float) -> None:
