@@ -197,6 +197,24 @@ def _peak_memory(cuda: bool) -> dict[str, int]:
     return peaks
 
 
+def _write_results(
+    output_dir: Path, progress: ProgressCallback, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Metrics and loss curve next to the adapter, then KAITO's completion sentinel."""
+    metrics = progress.write(output_dir, extra)
+    (output_dir / SENTINEL_FILE).write_text(
+        f"Fine-Tuning completed at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+    )
+    logger.info(
+        "adapter written to %s: %d steps, final loss %s, %.0f tokens/s",
+        output_dir,
+        metrics["steps"],
+        metrics["final_loss"],
+        metrics["tokens_per_second"],
+    )
+    return metrics
+
+
 def run(cfg: TuningConfig, *, callbacks: tuple[Any, ...] = ()) -> TrainOutcome:
     """Train one adapter as configured and write it to `TrainingArguments.output_dir`."""
     import datasets
@@ -206,7 +224,7 @@ def run(cfg: TuningConfig, *, callbacks: tuple[Any, ...] = ()) -> TrainOutcome:
     from trl.trainer.sft_trainer import SFTTrainer
 
     # Progress bars and the trainer's raw log dicts are noise in `kubectl logs`; ProgressCallback
-    # prints one readable line per logging step instead.
+    # prints one readable line per logging step instead (PrinterCallback is removed below).
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     output_dir = Path(cfg.training.output_dir)
@@ -225,7 +243,7 @@ def run(cfg: TuningConfig, *, callbacks: tuple[Any, ...] = ()) -> TrainOutcome:
         train_ds, eval_ds, report = build_datasets(
             cfg.dataset, files, tokenizer, max_length=cfg.training.max_length
         )
-    model = _wrap_with_lora(cfg, _load_model(cfg, dtype, cuda))
+    model = _wrap_with_lora(cfg, _load_model(cfg, dtype, cuda))  # after the data: fail fast
     progress = ProgressCallback()
     trainer = SFTTrainer(
         model=model,
@@ -255,15 +273,5 @@ def run(cfg: TuningConfig, *, callbacks: tuple[Any, ...] = ()) -> TrainOutcome:
         "eval_loss": evaluation.get("eval_loss"),
         **_peak_memory(cuda),
     }
-    metrics = progress.write(output_dir, extra)
-    (output_dir / SENTINEL_FILE).write_text(
-        f"Fine-Tuning completed at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
-    )
-    logger.info(
-        "adapter written to %s: %d steps, final loss %s, %.0f tokens/s",
-        output_dir,
-        metrics["steps"],
-        metrics["final_loss"],
-        metrics["tokens_per_second"],
-    )
+    metrics = _write_results(output_dir, progress, extra)
     return TrainOutcome(output_dir=output_dir, metrics=metrics, model=model)
