@@ -740,3 +740,60 @@ def test_tuning_container_trains_on_the_host(
         "fine_tuning_completed.txt",
     ):
         assert (out / produced).is_file(), sorted(p.name for p in out.iterdir())
+
+
+def test_bring_your_own_nodes(
+    kubectl: Kubectl,
+    namespace: str,
+    stack: dict[str, Any],
+    controller: ControllerProcess,
+    add_gpu_node: Callable[..., Any],
+) -> None:
+    """Node auto-provisioning off: the Workspace selects a labelled GPU node (GPU facts from
+    its GFD labels), no NodeClaim is created, and a selector that matches nothing says so."""
+    pool = f"byo-{namespace[-6:]}"
+    node = add_gpu_node("Standard_NC6s_v3", labels={"pool": pool})
+    body = yaml.safe_load((QUICKSTART / "phi-3-mini-inference.yaml").read_text())
+    body["metadata"]["name"] = name = "workspace-byo"
+    del body["resource"]["instanceType"]
+    body["resource"]["labelSelector"]["matchLabels"] = {"pool": pool}
+    controller.stop()  # one controller at a time
+    env = {**controller_env(stack), "KAITO_CONTROLLER_NODE_AUTO_PROVISIONING": "false"}
+    byo = ControllerProcess(
+        env, kubeconfig=stack["controller_kubeconfig"], log_path=stack["work"] / "byo.log"
+    )
+    byo.start()
+    try:
+        kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+        ws = wait_condition(
+            kubectl, namespace, name, "WorkspaceReady", timeout=90, why=byo.log_tail
+        )
+        assert ws["status"]["workerNodes"] == [node.metadata.name]
+        assert not condition(ws, "NodeClaimReady") and ws_claims(kubectl, namespace, name) == []
+        pods = get_json(kubectl, "pods", "-n", namespace, "-l", f"kaito.sh/workspace={name}")
+        (pod,) = (pods or {})["items"]
+        assert pod["spec"]["nodeName"] == node.metadata.name
+        terms = pod["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert terms["nodeSelectorTerms"][0]["matchExpressions"] == [
+            {"key": "pool", "operator": "In", "values": [pool]}
+        ]
+        body["metadata"]["name"] = "workspace-byo-none"
+        body["resource"]["labelSelector"]["matchLabels"] = {"pool": f"{pool}-absent"}
+        kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+        wait_until(
+            lambda: (
+                condition(
+                    get_json(kubectl, "workspace", "workspace-byo-none", "-n", namespace),
+                    "ResourceReady",
+                ).get("reason")
+                == "NodeNotFound"
+            ),
+            timeout=30,
+            what=f"ResourceReady=False/NodeNotFound; log:\n{byo.log_tail()}",
+        )
+        kubectl("delete", "workspaces", "--all", "-n", namespace, "--wait=true", "--timeout=60s")
+    finally:
+        byo.stop()
+        controller.start()
