@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from kaito_inference.backends._logprobs import completion_logprobs, token_logprob
 from kaito_inference.backends.base import (
     GenerationStats,
     SamplingParams,
@@ -34,8 +35,6 @@ from kaito_inference.schemas import (
     CompletionRequest,
     CompletionResponse,
     DeltaToolCall,
-    TokenLogprob,
-    TopLogprob,
     Usage,
     new_id,
     now,
@@ -53,29 +52,6 @@ class _Choice:
     text: str = ""
     finish_reason: str = "stop"
     events: list[TokenEvent] = field(default_factory=list)
-
-
-def _token_logprob(ev: TokenEvent) -> TokenLogprob:
-    return TokenLogprob(
-        token=ev.token,
-        logprob=ev.logprob if ev.logprob is not None else 0.0,
-        bytes=list(ev.token.encode()),
-        top_logprobs=[
-            TopLogprob(token=t, logprob=lp, bytes=list(t.encode())) for t, lp in ev.top_logprobs
-        ],
-    )
-
-
-def _completion_logprobs(events: Sequence[TokenEvent], start_offset: int) -> CompletionLogprobs:
-    out = CompletionLogprobs()
-    offset = start_offset
-    for ev in events:
-        out.tokens.append(ev.token)
-        out.token_logprobs.append(ev.logprob)
-        out.top_logprobs.append(dict(ev.top_logprobs) if ev.top_logprobs else None)
-        out.text_offset.append(offset)
-        offset += len(ev.text)
-    return out
 
 
 class TextGenerationBackend(ABC):
@@ -248,7 +224,7 @@ class TextGenerationBackend(ABC):
                 if parsed.tool_calls:
                     finish = "tool_calls"
             lp = (
-                ChoiceLogprobs(content=[_token_logprob(e) for e in out.events])
+                ChoiceLogprobs(content=[token_logprob(e) for e in out.events])
                 if req.logprobs
                 else None
             )
@@ -294,7 +270,7 @@ class TextGenerationBackend(ABC):
                     continue
                 lp = None
                 if req.logprobs and ev is not None:
-                    lp = ChoiceLogprobs(content=[_token_logprob(ev)])
+                    lp = ChoiceLogprobs(content=[token_logprob(ev)])
                 yield chunk(i, ChatDelta(content=text), logprobs=lp)
             finish = choice.finish_reason
             if parser is not None:
@@ -361,7 +337,7 @@ class TextGenerationBackend(ABC):
             for j in range(req.n):
                 out = await self._run(ids, self._for_choice(params, j), adapter, stats)
                 lp = (
-                    _completion_logprobs(out.events, len(prefix))
+                    completion_logprobs(out.events, len(prefix))
                     if req.logprobs is not None
                     else None
                 )
@@ -415,7 +391,7 @@ class TextGenerationBackend(ABC):
                         continue
                     lp = None
                     if req.logprobs is not None and ev is not None:
-                        lp = _completion_logprobs([ev], offset)
+                        lp = completion_logprobs([ev], offset)
                     offset += len(text)
                     yield chunk(index, text, logprobs=lp)
                 yield chunk(index, "", finish_reason=choice.finish_reason)

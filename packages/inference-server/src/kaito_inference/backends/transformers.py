@@ -271,13 +271,16 @@ class TransformersBackend(TextGenerationBackend):
                 delta = ""
                 if not full.endswith("\ufffd"):  # wait for the rest of a multi-byte character
                     delta, text = full[len(text) :], full
-                yield TokenEvent(
-                    token_id=token_id,
-                    text=delta,
-                    token=self._decode([token_id]),
-                    logprob=logprob,
-                    top_logprobs=tuple((self._decode([t]), lp) for t, lp in top),
-                )
+                if logprob is None:  # token strings are only needed for logprobs
+                    yield TokenEvent(token_id=token_id, text=delta)
+                else:
+                    yield TokenEvent(
+                        token_id=token_id,
+                        text=delta,
+                        token=self._decode([token_id]),
+                        logprob=logprob,
+                        top_logprobs=tuple((self._decode([t]), lp) for t, lp in top),
+                    )
                 if len(ids) >= params.max_tokens:
                     return
         finally:
