@@ -38,6 +38,14 @@ class ControllerSettings(BaseSettings):
             "CPU echo model (local runs without a GPU)."
         ),
     )
+    model_override: str | None = Field(
+        None,
+        description=(
+            "Serve this model (a path inside the inference image, or a Hugging Face id) instead "
+            "of every preset's own weights, keeping the preset's name and sizing. For smoke tests "
+            "with a tiny CPU model (kind without GPUs); never set it in production."
+        ),
+    )
 
     registry_plain_http: bool = Field(
         False, description="Talk to registries over plain HTTP (local test registries only)."

@@ -231,3 +231,56 @@ async def test_byo_mode_selects_labelled_nodes(example: Callable[..., dict[str, 
         {"key": "apps", "operator": "In", "values": ["phi-3"]}
     ]
     assert not any(c["type"] == "NodeClaimReady" for c in status(client)["conditions"])
+
+
+def _server_config(client: MemoryKubeClient) -> dict[str, Any]:
+    import yaml
+
+    cm = client.find("ConfigMap", f"{NAME}-inference-config", NS)
+    assert cm is not None
+    return yaml.safe_load(cm["data"]["inference_config.yaml"])
+
+
+async def test_server_config_carries_the_estimators_plan(
+    world: tuple[MemoryKubeClient, Reconciler],
+) -> None:
+    """phi-3-mini on one V100: vLLM, float16, and the memory fraction the plan was sized for
+    (an unset fraction lets the server fall back to its own default, for which the plan's
+    max_model_len may not fit)."""
+    client, rec = world
+    await rec.reconcile(NS, NAME)
+    provision(client)
+    await rec.reconcile(NS, NAME)
+    cfg = _server_config(client)
+    assert cfg["backend"] == "vllm"
+    assert cfg["dtype"] == "float16"
+    assert cfg["gpu_memory_utilization"] == 0.9
+    assert cfg["max_model_len"] == 4096
+    assert cfg["tensor_parallel_size"] == 1
+    assert cfg["model"] == "microsoft/Phi-3-mini-4k-instruct"
+
+
+async def test_model_override_swaps_weights_and_drops_vllm_only_keys(
+    example: Callable[..., dict[str, Any]],
+) -> None:
+    settings = ControllerSettings(
+        webhook_enabled=False,
+        release_namespace="kaito-workspace",
+        inference_backend="transformers",
+        model_override="/opt/kaito/tiny-model",
+    )
+    client = MemoryKubeClient()
+    client.put(example("phi-3-mini-inference.yaml"))
+    rec = Reconciler(client, settings, PresetsCatalog(), clock=lambda: NOW)
+    await rec.reconcile(NS, NAME)
+    provision(client)
+    await rec.reconcile(NS, NAME)
+    cfg = _server_config(client)
+    assert cfg["model"] == "/opt/kaito/tiny-model"
+    assert cfg["served_model_name"] == "phi-3-mini-4k-instruct"
+    assert cfg["backend"] == "transformers"
+    assert "gpu_memory_utilization" not in cfg and "tensor_parallel_size" not in cfg
+    dep = client.find("Deployment", NAME, NS)
+    assert dep is not None
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == "/opt/kaito/tiny-model"

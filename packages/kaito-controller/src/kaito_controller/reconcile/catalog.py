@@ -12,6 +12,7 @@ import math
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
 from kaito_presets.estimator import GpuPlan, choose_dtype, estimate
 from kaito_presets.presets import Preset, get_preset
+from kaito_presets.server_config import inference_server_config
 from kaito_presets.skus import GpuSku, all_skus, get_sku
 
 from kaito_controller.reconcile.sizing import GpuNodeInfo, Sizing, SpecError
@@ -113,6 +114,7 @@ def _sizing(p: Preset, plan: GpuPlan) -> Sizing:
         disk=f"{math.ceil(p.weights_gib) + DISK_HEADROOM_GIB}Gi",
         startup_timeout_seconds=_startup(p),
         reasons=tuple(plan.reasons),
+        server_config=inference_server_config(p, plan),
     )
 
 

@@ -8,6 +8,7 @@ yet and the status blames the nodes, not the pod.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -151,13 +152,27 @@ def server_config(
     adapter_params: Sequence[AdapterParams],
     user: Mapping[str, Any],
 ) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "backend": backend,
-        "model": sizing.model,
-        "served_model_name": served,
-        "port": SERVER_PORT,
-        "adapters_dir": ADAPTERS_DIR,
-    }
+    """The server's config file: the plan's keys, the controller's, then the user's."""
+    cfg: dict[str, Any] = dict(sizing.server_config)
+    if backend != "vllm":  # vLLM-only keys would be ignored by another backend
+        cfg.pop("tensor_parallel_size", None)
+        cfg.pop("gpu_memory_utilization", None)
+        cfg.pop("vllm_engine_args", None)
+    if backend != "vllm":  # vLLM's parsers; the other backends only know hermes tool calls
+        cfg.pop("reasoning_parser", None)
+        if cfg.get("tool_call_parser") != "hermes":
+            cfg.pop("tool_call_parser", None)
+    if backend == "fake":
+        cfg.pop("dtype", None)
+    cfg.update(
+        {
+            "backend": backend,
+            "model": sizing.model,
+            "served_model_name": served,
+            "port": SERVER_PORT,
+            "adapters_dir": ADAPTERS_DIR,
+        }
+    )
     if backend == "vllm" and sizing.tensor_parallel_size:
         cfg["tensor_parallel_size"] = sizing.tensor_parallel_size
     if sizing.dtype and backend != "fake":
@@ -200,6 +215,8 @@ def plan_inference(
         )
     assert ws.inference is not None and ws.inference.preset is not None
     backend = settings.inference_backend or sizing.runtime
+    if settings.model_override:
+        sizing = replace(sizing, model=settings.model_override)
     served = ws.inference.preset.name
     adapter_params = adapters(ws)
     params = InferenceParams(

@@ -9,8 +9,8 @@ the seam: ``Catalog`` is what the planner calls, ``PresetsCatalog`` implements i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 class SpecError(Exception):
@@ -47,6 +47,9 @@ class Sizing:
     disk: str = "1024Gi"
     startup_timeout_seconds: int = 1800
     reasons: tuple[str, ...] = ()
+    # The server keys the estimator's plan implies (dtype, max_model_len, parallelism,
+    # gpu_memory_utilization, parsers...): kaito_presets.server_config.inference_server_config.
+    server_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Catalog(Protocol):
