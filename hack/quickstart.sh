@@ -27,7 +27,9 @@ up() {
   say "installing the charts and starting the controller and the KWOK provisioner"
   echo "KWOK nodes run no containers, so the workspace controller and the gpu-provisioner run as"
   echo "local processes, authenticated with their charts' ServiceAccount tokens (not as admin)."
-  bash hack/dev-up.sh
+  # A few seconds of fake node boot time, so the progress display shows the phases a real
+  # cluster goes through (nodes first, then the inference workload).
+  KAITO_DEV_KWOK_DELAY="${KAITO_DEV_KWOK_DELAY:-5}" bash hack/dev-up.sh
 
   say "applying the Phi-3 quick-start Workspace and serving it on a tiny CPU model"
   uv run --frozen python hack/quickstart.py up
