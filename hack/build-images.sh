@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build every package's image with whatever OCI builder this machine has (docker, podman or
 # buildah). Tags follow each package's own version, which is also the charts' default image tag
-# (checked by hack/check_image_tags.py in `make verify`).
+# (checked by e2e/tests/unit/test_image_tags.py).
 #
 #   hack/build-images.sh [--registry REG] [--load-kind CLUSTER] [PACKAGE_DIR...]
 #
