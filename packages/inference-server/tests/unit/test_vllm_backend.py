@@ -13,10 +13,11 @@ from unittest.mock import MagicMock
 
 import pytest
 from kaito_inference.app import create_app
-from kaito_inference.backends.base import AdapterSpec
+from kaito_inference.backends.base import AdapterSpec, GenerationStats
 from kaito_inference.backends.vllm import VllmApi, VllmBackend, VllmEngine, engine_kwargs
 from kaito_inference.config import ServerConfig
-from kaito_inference.errors import BackendUnavailable
+from kaito_inference.errors import BackendUnavailable, ModelNotFound
+from kaito_inference.schemas import CompletionRequest
 
 from .conftest import make_adapter, running
 
@@ -207,3 +208,9 @@ async def test_replacing_an_adapter_swaps_ids(
     (lora,) = engine.loras.values()
     assert lora.lora_int_id == 2 and lora.lora_path == str(tmp_path / "v2")
     assert [m.id for m in backend.models()] == [backend.model_name, "a"]
+    await backend.unload_adapter("a")
+    # A request that resolved the adapter before the unload must not fall back to the base model.
+    req = CompletionRequest(model="a", prompt="hi", max_tokens=2)
+    with pytest.raises(ModelNotFound, match="unloaded"):
+        await backend.complete(req, adapter="a", stats=GenerationStats())
+    assert engine.calls == []

@@ -36,7 +36,7 @@ from kaito_inference.backends._chat_template import read_template, render_chat
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
 from kaito_inference.config import ServerConfig
-from kaito_inference.errors import InvalidAdapter
+from kaito_inference.errors import InvalidAdapter, ModelNotFound, OpenAIError
 from kaito_inference.schemas import ChatCompletionRequest, ModelCard
 
 logger = logging.getLogger(__name__)
@@ -187,6 +187,9 @@ class TransformersBackend(TextGenerationBackend):
     # ---- generation ---------------------------------------------------------------------------
 
     def _select_adapter(self, adapter: str | None) -> None:
+        if adapter is not None and adapter not in self._adapters:
+            # Unloaded while this request waited for the worker thread.
+            raise ModelNotFound(f"the adapter '{adapter}' was unloaded", param="model")
         if not self._adapters:
             return
         if adapter is None:
@@ -261,6 +264,8 @@ class TransformersBackend(TextGenerationBackend):
                 item = await queue.get()
                 if item is _END:
                     return
+                if isinstance(item, OpenAIError):
+                    raise item
                 if isinstance(item, BaseException):
                     raise RuntimeError("generation failed") from item
                 token_id, logprob, top = item  # type: ignore[misc]

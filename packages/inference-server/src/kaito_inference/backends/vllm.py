@@ -26,7 +26,7 @@ from kaito_inference.backends._chat_template import read_template, render_chat
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
 from kaito_inference.config import ServerConfig
-from kaito_inference.errors import BackendUnavailable, BadRequest, InvalidAdapter
+from kaito_inference.errors import BackendUnavailable, BadRequest, InvalidAdapter, ModelNotFound
 from kaito_inference.schemas import ChatCompletionRequest, ModelCard
 from kaito_inference.toolcalls import PARSERS, ParsedOutput, ToolCallParser
 
@@ -281,6 +281,9 @@ class VllmBackend(TextGenerationBackend):
     ) -> AsyncIterator[TokenEvent]:
         request_id = f"kaito-{uuid.uuid4().hex}"
         lora = self._loras.get(adapter) if adapter else None
+        if adapter is not None and lora is None:
+            # Unloaded after the registry resolved the name: never fall back to the base model.
+            raise ModelNotFound(f"the adapter '{adapter}' was unloaded", param="model")
         stream = self._engine.generate(
             {"prompt_token_ids": prompt_ids},
             self._sampling_params(params),
