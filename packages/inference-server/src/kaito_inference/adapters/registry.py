@@ -38,7 +38,7 @@ class AdapterRegistry:
         self._base = base_model
         self._specs: dict[str, AdapterSpec] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._work_dir = work_dir or Path(tempfile.mkdtemp(prefix="kaito-adapters-"))
+        self._work_dir = work_dir  # scaled copies; a temp dir is made on first need
 
     @property
     def names(self) -> list[str]:
@@ -84,8 +84,10 @@ class AdapterRegistry:
         """Check, scale and load an adapter; the name serves requests once this returns."""
         async with self._locks[spec.name]:
             self._check(spec, replace=replace)
+            if self._work_dir is None and spec.strength != 1.0:
+                self._work_dir = Path(tempfile.mkdtemp(prefix="kaito-adapters-"))
             path = await asyncio.to_thread(
-                scaled_adapter, spec.path, self._work_dir, spec.name, spec.strength
+                scaled_adapter, spec.path, self._work_dir or spec.path, spec.name, spec.strength
             )
             await self._backend.load_adapter(AdapterSpec(spec.name, path, spec.strength))
             self._specs[spec.name] = spec
