@@ -177,3 +177,11 @@ def test_unknown_model_is_404_for_the_client(client: openai.OpenAI) -> None:
 def test_context_overflow_is_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError, match="maximum context length is 1024"):
         client.completions.create(model=MODEL, prompt="hi", max_tokens=5000)
+
+
+def test_streamed_completion_equals_non_streamed(client: openai.OpenAI) -> None:
+    kw = {"model": MODEL, "prompt": "Write a short poem", "max_tokens": 10, "temperature": 0}
+    full = client.completions.create(**kw).choices[0].text
+    chunks = list(client.completions.create(**kw, stream=True))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == full
+    assert chunks[-1].choices[0].finish_reason in {"stop", "length"}
