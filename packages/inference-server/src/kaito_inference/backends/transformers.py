@@ -33,6 +33,7 @@ from transformers import (
 from transformers.generation.streamers import BaseStreamer
 
 from kaito_inference.backends._chat_template import read_template, render_chat
+from kaito_inference.backends._detokenize import IncrementalDetokenizer
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
 from kaito_inference.config import ServerConfig
@@ -257,8 +258,8 @@ class TransformersBackend(TextGenerationBackend):
         )
         # Errors reach the request through the queue; silence "exception never retrieved".
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        ids: list[int] = []
-        text = ""
+        detok = IncrementalDetokenizer(self._decode)
+        count = 0
         try:
             while True:
                 item = await queue.get()
@@ -271,11 +272,8 @@ class TransformersBackend(TextGenerationBackend):
                 token_id, logprob, top = item  # type: ignore[misc]
                 if token_id in self._eos:
                     return
-                ids.append(token_id)
-                full = self._decode(ids)
-                delta = ""
-                if not full.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-                    delta, text = full[len(text) :], full
+                count += 1
+                delta = detok.add(token_id)
                 if logprob is None:  # token strings are only needed for logprobs
                     yield TokenEvent(token_id=token_id, text=delta)
                 else:
@@ -286,7 +284,7 @@ class TransformersBackend(TextGenerationBackend):
                         logprob=logprob,
                         top_logprobs=tuple((self._decode([t]), lp) for t, lp in top),
                     )
-                if len(ids) >= params.max_tokens:
+                if count >= params.max_tokens:
                     return
         finally:
             cancel.set()
