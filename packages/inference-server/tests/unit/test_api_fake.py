@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 
@@ -194,3 +195,41 @@ async def test_too_many_waiting_gives_429(fake_config: Callable[..., ServerConfi
         assert codes == [200, 200, 429, 429]
         rejected = next(r for r in results if r.status_code == 429)
         assert rejected.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+async def test_stream_never_started_still_frees_its_slot(
+    fake_config: Callable[..., ServerConfig],
+) -> None:
+    """The client is gone before the first byte: Starlette fails on the response start and never
+    iterates the body, so only the response's own cleanup can free the slot."""
+    from starlette.types import Message
+
+    app = create_app(fake_config(max_concurrency=1), EchoBackend(model_name="phi-3-mini"))
+    async with running(app) as c:
+        gate = app.state.server.gate
+        body = json.dumps(_chat("x y z", stream=True)).encode()
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": CHAT,
+            "headers": [(b"content-type", b"application/json")],
+            "query_string": b"",
+            "asgi": {"spec_version": "2.4"},
+        }
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            raise OSError("client went away")
+
+        with contextlib.suppress(Exception):
+            await app(scope, receive, send)
+        assert (gate.running, gate.waiting) == (0, 0)
+        r = await asyncio.wait_for(c.post(CHAT, json=_chat("still works")), timeout=5)
+        assert r.status_code == 200

@@ -19,6 +19,7 @@ import anyio
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
 
 from kaito_inference.adapters.registry import AdapterRegistry
 from kaito_inference.admission import AdmissionGate
@@ -73,9 +74,32 @@ def _record(state: ServerState, model: str, stats: GenerationStats, started: flo
         m.ttft.labels(model).observe(stats.first_token_at - started)
 
 
-async def _sse(
-    chunks: AsyncIterator[BaseModel], stack: AsyncExitStack, finish: Callable[[], None]
-) -> AsyncIterator[bytes]:
+class _Cleanup:
+    """Close the chunk iterator, record metrics and free the slot, exactly once."""
+
+    def __init__(
+        self, chunks: AsyncIterator[BaseModel], stack: AsyncExitStack, finish: Callable[[], None]
+    ) -> None:
+        self._chunks = chunks
+        self._stack = stack
+        self._finish = finish
+        self._done = False
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        # On client disconnect Starlette cancels the streaming task; shield the cleanup so the
+        # backend stops generating and the admission slot is released all the same.
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._chunks.aclose()  # type: ignore[attr-defined]
+            finally:
+                self._finish()
+                await self._stack.aclose()
+
+
+async def _sse(chunks: AsyncIterator[BaseModel], cleanup: _Cleanup) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
             yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
@@ -89,12 +113,26 @@ async def _sse(
         body = error_body("internal server error", "server_error", code="internal_error")
         yield b"data: " + ErrorResponse.model_validate(body).model_dump_json().encode() + b"\n\n"
     finally:
-        # On client disconnect Starlette cancels this task; shield the cleanup so the backend
-        # stops generating and the admission slot is released all the same.
-        with anyio.CancelScope(shield=True):
-            await chunks.aclose()  # type: ignore[attr-defined]
-            finish()
-            await stack.aclose()
+        await cleanup()
+
+
+class _GenerationStream(StreamingResponse):
+    """A stream that frees its slot even if the client left before the body iterator started
+    (an async generator that never ran never reaches its ``finally``)."""
+
+    def __init__(self, chunks: AsyncIterator[BaseModel], cleanup: _Cleanup) -> None:
+        super().__init__(
+            _sse(chunks, cleanup),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+        self._cleanup = cleanup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._cleanup()
 
 
 GenerateFn = Callable[[str | None, GenerationStats], Awaitable[Any]]
@@ -120,8 +158,6 @@ async def serve_generation(request: Request, model: str, generate: GenerateFn) -
         await stack.aclose()
         _record(state, model, stats, started)
         return _json(result)
-    return StreamingResponse(
-        _sse(result, stack, lambda: _record(state, model, stats, started)),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+    return _GenerationStream(
+        result, _Cleanup(result, stack, lambda: _record(state, model, stats, started))
     )
