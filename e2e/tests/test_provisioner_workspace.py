@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import yaml
 from kaito_controller.testing import ControllerProcess, free_port
+from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
 from kaito_gpu_provisioner.testing.aks_nodes import node_name
 from kaito_gpu_provisioner.testing.arm_server import ArmServer, KubeNodeSink
 from kaito_gpu_provisioner.testing.e2e import get_json, wait_for
-from kaito_gpu_provisioner.testing.runner import ProvisionerProcess, service_account_kubeconfig
+from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -40,76 +41,35 @@ def stack(
 ) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("provisioner-workspace")
     port = free_port()
-    for chart in ("kaito-workspace", "gpu-provisioner"):
-        kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(REPO / "charts" / chart / "crds"),
-        )
-    helm(
-        "upgrade",
-        "--install",
-        "--skip-crds",
+    apply_crds(kubectl)
+    install_chart(
+        helm,
         WS_RELEASE,
-        str(REPO / "charts/kaito-workspace"),
-        "-n",
+        "kaito-workspace",
         WS_NS,
-        "--create-namespace",
-        "--set",
-        "replicaCount=0",
-        "--set",
-        "cloudProvider=azure",
-        "--set",
-        f"webhook.url=https://127.0.0.1:{port}",
-        "--wait",
-        "--timeout",
-        "120s",
+        {"cloudProvider": "azure", "webhook.url": f"https://127.0.0.1:{port}"},
     )
-    helm(
-        "upgrade",
-        "--install",
-        "--skip-crds",
+    install_chart(
+        helm,
         PROV_RELEASE,
-        str(REPO / "charts/gpu-provisioner"),
-        "-n",
+        "gpu-provisioner",
         PROV_NS,
-        "--create-namespace",
-        "--set",
-        "replicaCount=0",
-        "--set",
-        "provider=azure",
-        "--set",
-        f"azure.subscriptionId={SUB}",
-        "--set",
-        f"azure.resourceGroup={RG}",
-        "--set",
-        f"azure.clusterName={CLUSTER}",
-        "--set",
-        "workloadIdentity.clientId=00000000-0000-0000-0000-00000000c1d0",
-        "--wait",
-        "--timeout",
-        "120s",
+        {
+            "provider": "azure",
+            "azure.subscriptionId": SUB,
+            "azure.resourceGroup": RG,
+            "azure.clusterName": CLUSTER,
+            "workloadIdentity.clientId": "00000000-0000-0000-0000-00000000c1d0",
+        },
     )
-
-    def sa_kubeconfig(ns: str, selector: str, out: str) -> Path:
-        sa = kubectl(
-            "get", "sa", "-n", ns, "-l", selector, "-o", "jsonpath={.items[0].metadata.name}"
-        )
-        token = kubectl(
-            "create", "token", sa.stdout.strip(), "-n", ns, "--duration=2h"
-        ).stdout.strip()
-        return service_account_kubeconfig(kube_config_path, token, work / out)
-
     yield {
         "work": work,
         "port": port,
-        "controller_kubeconfig": sa_kubeconfig(
-            WS_NS, f"app.kubernetes.io/instance={WS_RELEASE}", "c.kubeconfig"
+        "controller_kubeconfig": release_kubeconfig(
+            kubectl, kube_config_path, WS_NS, WS_RELEASE, work / "c.kubeconfig"
         ),
-        "provisioner_kubeconfig": sa_kubeconfig(
-            PROV_NS, f"app.kubernetes.io/instance={PROV_RELEASE}", "p.kubeconfig"
+        "provisioner_kubeconfig": release_kubeconfig(
+            kubectl, kube_config_path, PROV_NS, PROV_RELEASE, work / "p.kubeconfig"
         ),
     }
     helm("uninstall", WS_RELEASE, "-n", WS_NS, "--wait", check=False)

@@ -30,8 +30,9 @@ import pytest
 import yaml
 from kaito_controller.naming import nodeclaim_name
 from kaito_controller.testing import ControllerProcess, free_port
+from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
 from kaito_e2e.kube import wait_until
-from kaito_gpu_provisioner.testing.runner import ProvisionerProcess, service_account_kubeconfig
+from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -83,74 +84,24 @@ def stack(
     """Charts installed; ServiceAccount kubeconfigs for the controller and the provisioner."""
     work = tmp_path_factory.mktemp("workspace-e2e")
     port = free_port()
-    # The CRDs first, always current (Helm only installs crds/ when absent, and other suites
-    # apply them with kubectl): server-side, taking over their fields.
-    for chart in ("kaito-workspace", "gpu-provisioner"):
-        kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            str(REPO / "charts" / chart / "crds"),
-        )
-    helm(
-        "upgrade",
-        "--install",
-        "--skip-crds",
+    apply_crds(kubectl)
+    install_chart(
+        helm,
         RELEASE,
-        str(REPO / "charts" / "kaito-workspace"),
-        "-n",
+        "kaito-workspace",
         RELEASE_NS,
-        "--create-namespace",
-        "--set",
-        "replicaCount=0",
-        "--set",
-        "cloudProvider=kwok",
-        "--set",
-        f"webhook.url=https://127.0.0.1:{port}",
-        "--wait",
-        "--timeout",
-        "120s",
+        {"cloudProvider": "kwok", "webhook.url": f"https://127.0.0.1:{port}"},
     )
-    helm(
-        "upgrade",
-        "--install",
-        "--skip-crds",
-        PROV_RELEASE,
-        str(REPO / "charts" / "gpu-provisioner"),
-        "-n",
-        PROV_NS,
-        "--create-namespace",
-        "--set",
-        "replicaCount=0",
-        "--set",
-        "provider=kwok",
-        "--wait",
-        "--timeout",
-        "120s",
-    )
-    prov_sa = kubectl(
-        "get",
-        "sa",
-        "-n",
-        PROV_NS,
-        "-l",
-        f"app.kubernetes.io/instance={PROV_RELEASE}",
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ).stdout.strip()
-
-    def sa_kubeconfig(ns: str, sa: str, out: str) -> Path:
-        token = kubectl("create", "token", sa, "-n", ns, "--duration=2h").stdout.strip()
-        return service_account_kubeconfig(kube_config_path, token, work / out)
-
+    install_chart(helm, PROV_RELEASE, "gpu-provisioner", PROV_NS, {"provider": "kwok"})
     yield {
         "work": work,
         "webhook_port": port,
-        "controller_kubeconfig": sa_kubeconfig(
-            RELEASE_NS, "kaito-workspace", "controller.kubeconfig"
+        "controller_kubeconfig": release_kubeconfig(
+            kubectl, kube_config_path, RELEASE_NS, RELEASE, work / "controller.kubeconfig"
         ),
-        "provisioner_kubeconfig": sa_kubeconfig(PROV_NS, prov_sa, "provisioner.kubeconfig"),
+        "provisioner_kubeconfig": release_kubeconfig(
+            kubectl, kube_config_path, PROV_NS, PROV_RELEASE, work / "provisioner.kubeconfig"
+        ),
     }
     # The webhook (failurePolicy Fail) must not outlive the controller: other suites create
     # Workspaces too. CRDs stay (Helm never deletes crds/).
