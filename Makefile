@@ -8,7 +8,7 @@ PYTEST := $(UV) run --frozen pytest
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
 .PHONY: install
 install: ## Install uv if missing and sync the whole workspace (CPU extras) from uv.lock
@@ -21,7 +21,7 @@ fmt: ## Format the code
 	$(UV) run --frozen ruff check --fix .
 
 .PHONY: lint
-lint: ## Lint Python (ruff), the Dockerfiles (hadolint) and the charts (helm lint)
+lint: ## Lint Python (ruff), import contracts (import-linter), Dockerfiles (hadolint), charts (helm lint)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen lint-imports
