@@ -99,34 +99,48 @@ class _Cleanup:
                 await self._stack.aclose()
 
 
-async def _sse(chunks: AsyncIterator[BaseModel], cleanup: _Cleanup) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in chunks:
-            yield b"data: " + chunk.model_dump_json().encode() + b"\n\n"
-        yield b"data: [DONE]\n\n"
-    except OpenAIError as exc:
-        body = error_body(exc.message, exc.error_type, param=exc.param, code=exc.code)
-        yield b"data: " + ErrorResponse.model_validate(body).model_dump_json().encode() + b"\n\n"
-    except Exception:
-        # Headers are gone already: the only way left to report is an error event.
-        logger.exception("error while streaming a response")
-        body = error_body("internal server error", "server_error", code="internal_error")
-        yield b"data: " + ErrorResponse.model_validate(body).model_dump_json().encode() + b"\n\n"
-    finally:
-        await cleanup()
+def _event(model: BaseModel) -> bytes:
+    return b"data: " + model.__pydantic_serializer__.to_json(model) + b"\n\n"
+
+
+def _error_event(message: str, error_type: str, **kw: str | None) -> bytes:
+    return _event(ErrorResponse.model_validate(error_body(message, error_type, **kw)))
+
+
+_DONE = b"data: [DONE]\n\n"
 
 
 class _GenerationStream(StreamingResponse):
-    """A stream that frees its slot even if the client left before the body iterator started
-    (an async generator that never ran never reaches its ``finally``)."""
+    """Chunks as server-sent events ending in ``[DONE]``; frees its slot even if the client left
+    before the body started (an async generator that never ran never reaches its ``finally``).
+
+    One ``send`` per chunk (a backend merges tokens that are ready together into one chunk); the
+    last event goes out with the end of the body, in one write, after the slot is freed."""
 
     def __init__(self, chunks: AsyncIterator[BaseModel], cleanup: _Cleanup) -> None:
         super().__init__(
-            _sse(chunks, cleanup),
+            (),  # unused: stream_response below reads the chunks itself
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )
+        self._chunks = chunks
         self._cleanup = cleanup
+
+    async def stream_response(self, send: Send) -> None:
+        start = {"type": "http.response.start", "status": self.status_code}
+        await send({**start, "headers": self.raw_headers})
+        try:
+            async for chunk in self._chunks:
+                await send({"type": "http.response.body", "body": _event(chunk), "more_body": True})
+            last = _DONE
+        except OpenAIError as exc:
+            last = _error_event(exc.message, exc.error_type, param=exc.param, code=exc.code)
+        except Exception:
+            # Headers are gone already: the only way left to report is an error event.
+            logger.exception("error while streaming a response")
+            last = _error_event("internal server error", "server_error", code="internal_error")
+        await self._cleanup()
+        await send({"type": "http.response.body", "body": last, "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from kaito_inference.backends._bursts import one_by_one
 from kaito_inference.backends._logprobs import completion_logprobs, token_logprob
 from kaito_inference.backends.base import (
     GenerationStats,
@@ -86,6 +87,13 @@ class TextGenerationBackend(ABC):
     ) -> AsyncIterator[TokenEvent]:
         """Yield tokens until EOS or ``params.max_tokens``; closing the iterator cancels."""
 
+    def _generate_bursts(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
+    ) -> AsyncIterator[list[TokenEvent]]:
+        """As ``_generate``, but each item holds every token ready at that moment (see
+        ``_bursts``). Engines that can tell override this; the default gives bursts of one."""
+        return one_by_one(self._generate(prompt_ids, params, adapter))
+
     # ---- shared logic -------------------------------------------------------------------------
 
     async def ready(self) -> bool:
@@ -146,30 +154,38 @@ class TextGenerationBackend(ABC):
         adapter: str | None,
         stats: GenerationStats,
         choice: _Choice,
-    ) -> AsyncIterator[tuple[str, TokenEvent | None]]:
-        """Yield (text to emit, token) pairs, applying stop sequences; fills ``choice``."""
+    ) -> AsyncIterator[tuple[str, list[TokenEvent]]]:
+        """Yield (text to emit, tokens) per burst of ready tokens, applying stop sequences;
+        fills ``choice``. Tokens are matched one by one, so a stop ends the output at the same
+        token however the tokens were grouped (streamed and non-streamed output agree)."""
         matcher = StopMatcher(params.stop)
         count = 0
-        gen = self._generate(prompt_ids, params, adapter)
+        bursts = self._generate_bursts(prompt_ids, params, adapter)
         try:
-            async for ev in gen:
-                count += 1
-                stats.completion_tokens += 1
+            async for burst in bursts:
                 if stats.first_token_at is None:
                     stats.first_token_at = time.perf_counter()
-                text = matcher.feed(ev.text)
+                taken: list[TokenEvent] = []
+                text = ""
+                for ev in burst:
+                    taken.append(ev)
+                    text += matcher.feed(ev.text)
+                    if matcher.stopped:
+                        break
+                count += len(taken)
+                stats.completion_tokens += len(taken)
                 choice.text += text
-                choice.events.append(ev)
-                yield text, ev
+                choice.events.extend(taken)
+                yield text, taken
                 if matcher.stopped:
                     choice.finish_reason = "stop"
                     return
         finally:
-            await gen.aclose()  # type: ignore[attr-defined]
+            await bursts.aclose()  # type: ignore[attr-defined]
         tail = matcher.flush()
         if tail:
             choice.text += tail
-            yield tail, None
+            yield tail, []
         choice.finish_reason = "length" if count >= params.max_tokens else "stop"
 
     async def _run(
@@ -265,12 +281,12 @@ class TextGenerationBackend(ABC):
             yield chunk(i, ChatDelta(role="assistant", content=""))
             choice = _Choice()
             pieces = self._pieces(prompt_ids, self._for_choice(params, i), adapter, stats, choice)
-            async for text, ev in pieces:
-                if parser is not None or (not text and (ev is None or not req.logprobs)):
+            async for text, evs in pieces:
+                if parser is not None or (not text and not (evs and req.logprobs)):
                     continue
                 lp = None
-                if req.logprobs and ev is not None:
-                    lp = ChoiceLogprobs(content=[token_logprob(ev)])
+                if req.logprobs and evs:
+                    lp = ChoiceLogprobs(content=[token_logprob(ev) for ev in evs])
                 yield chunk(i, ChatDelta(content=text), logprobs=lp)
             finish = choice.finish_reason
             if parser is not None:
@@ -386,13 +402,14 @@ class TextGenerationBackend(ABC):
                     yield chunk(index, prefix)
                 choice = _Choice()
                 pieces = self._pieces(ids, self._for_choice(params, j), adapter, stats, choice)
-                async for text, ev in pieces:
-                    if not text and (ev is None or req.logprobs is None):
+                async for text, evs in pieces:
+                    if not text and not (evs and req.logprobs is not None):
                         continue
                     lp = None
-                    if req.logprobs is not None and ev is not None:
-                        lp = completion_logprobs([ev], offset)
-                    offset += len(text)
+                    if req.logprobs is not None and evs:
+                        lp = completion_logprobs(evs, offset)
+                    # Offsets count the tokens' own text, as the non-streamed response does.
+                    offset += sum(len(ev.text) for ev in evs)
                     yield chunk(index, text, logprobs=lp)
                 yield chunk(index, "", finish_reason=choice.finish_reason)
         if req.stream_options is not None and req.stream_options.include_usage:

@@ -4,10 +4,10 @@ does not support.
 Why this exists: kind users without GPUs, and accelerators outside vLLM's list, still need a real
 model behind the same API. Concurrency: every model call (load, adapter switch, ``generate``)
 runs on one dedicated worker thread, so requests queue FIFO and never race on the active adapter.
-Tokens cross back to the event loop one at a time through an asyncio queue (streaming); a
-``threading.Event`` checked by a stopping criterion ends ``generate`` within one step when the
-client goes away. This is the only module, with the tiny-model builder, that imports
-transformers and peft.
+Tokens cross back to the event loop through an asyncio queue; whatever has piled up there is
+taken as one burst (one SSE event when streaming, see ``_bursts``). A ``threading.Event``
+checked by a stopping criterion ends ``generate`` within one step when the client goes away.
+This is the only module, with the tiny-model builder, that imports transformers and peft.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
+from kaito_inference.backends._bursts import flatten, take_ready
 from kaito_inference.backends._chat_template import read_template, render_chat
 from kaito_inference.backends._detokenize import IncrementalDetokenizer
 from kaito_inference.backends._textgen import TextGenerationBackend
@@ -243,9 +244,14 @@ class TransformersBackend(TextGenerationBackend):
         finally:
             sink(_END)
 
-    async def _generate(
+    def _generate(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
     ) -> AsyncIterator[TokenEvent]:
+        return flatten(self._generate_bursts(prompt_ids, params, adapter))
+
+    async def _generate_bursts(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
+    ) -> AsyncIterator[list[TokenEvent]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancel = threading.Event()
@@ -261,33 +267,53 @@ class TransformersBackend(TextGenerationBackend):
         detok = IncrementalDetokenizer(self._decode)
         count = 0
         try:
-            while True:
-                item = await queue.get()
-                if item is _END:
-                    return
-                if isinstance(item, OpenAIError):
-                    raise item
-                if isinstance(item, BaseException):
-                    raise RuntimeError("generation failed") from item
-                token_id, logprob, top = item  # type: ignore[misc]
-                if token_id in self._eos:
-                    return
-                count += 1
-                delta = detok.add(token_id)
-                if logprob is None:  # token strings are only needed for logprobs
-                    yield TokenEvent(token_id=token_id, text=delta)
-                else:
-                    yield TokenEvent(
-                        token_id=token_id,
-                        text=delta,
-                        token=self._decode([token_id]),
-                        logprob=logprob,
-                        top_logprobs=tuple((self._decode([t]), lp) for t, lp in top),
-                    )
-                if count >= params.max_tokens:
+            while count < params.max_tokens:
+                burst: list[TokenEvent] = []
+                error: BaseException | None = None
+                done = False
+                for item in await take_ready(queue):
+                    if isinstance(item, BaseException):
+                        error = item
+                        break
+                    if item is _END:
+                        done = True
+                        break
+                    token_id, logprob, top = item  # type: ignore[misc]
+                    if token_id in self._eos:
+                        done = True
+                        break
+                    count += 1
+                    burst.append(self._event(detok, token_id, logprob, top))
+                    if count >= params.max_tokens:
+                        break
+                if burst:  # tokens before an error or the end still go out
+                    yield burst
+                if isinstance(error, OpenAIError):
+                    raise error
+                if error is not None:
+                    raise RuntimeError("generation failed") from error
+                if done:
                     return
         finally:
             cancel.set()
+
+    def _event(
+        self,
+        detok: IncrementalDetokenizer,
+        token_id: int,
+        logprob: float | None,
+        top: list[tuple[int, float]],
+    ) -> TokenEvent:
+        delta = detok.add(token_id)
+        if logprob is None:  # token strings are only needed for logprobs
+            return TokenEvent(token_id=token_id, text=delta)
+        return TokenEvent(
+            token_id=token_id,
+            text=delta,
+            token=self._decode([token_id]),
+            logprob=logprob,
+            top_logprobs=tuple((self._decode([t]), lp) for t, lp in top),
+        )
 
     # ---- adapters -----------------------------------------------------------------------------
 

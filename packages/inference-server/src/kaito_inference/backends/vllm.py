@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kaito_inference.backends._bursts import flatten
 from kaito_inference.backends._chat_template import read_template, render_chat
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
@@ -276,9 +277,15 @@ class VllmBackend(TextGenerationBackend):
             )
         return events
 
-    async def _generate(
+    def _generate(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
     ) -> AsyncIterator[TokenEvent]:
+        return flatten(self._generate_bursts(prompt_ids, params, adapter))
+
+    async def _generate_bursts(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
+    ) -> AsyncIterator[list[TokenEvent]]:
+        # Each delta output holds every token generated since the last one we read: one burst.
         request_id = f"kaito-{uuid.uuid4().hex}"
         lora = self._loras.get(adapter) if adapter else None
         if adapter is not None and lora is None:
@@ -294,8 +301,9 @@ class VllmBackend(TextGenerationBackend):
         try:
             async for out in stream:
                 for completion in out.outputs[:1]:
-                    for ev in self._events(completion, params.logprobs is not None):
-                        yield ev
+                    events = self._events(completion, params.logprobs is not None)
+                    if events:
+                        yield events
                 finished = bool(out.finished)
         finally:
             if not finished:
