@@ -129,6 +129,8 @@ class OverHttp:
         # for the server's delayed ACK (up to 40 ms). Real clients disable Nagle, so do we.
         assert self.conn.sock is not None
         self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.events: list[int] = []  # SSE events per streamed response (tokens ready together
+        # are merged into one event, so this can be fewer than the tokens)
 
     def request(self, body: dict[str, object]) -> float:
         payload = json.dumps(body).encode()
@@ -140,6 +142,8 @@ class OverHttp:
         elapsed = time.perf_counter() - start
         if resp.status != 200 or (body.get("stream") and not data.endswith(b"data: [DONE]\n\n")):
             raise RuntimeError(f"bad response {resp.status}: {data[:200]!r}")
+        if body.get("stream"):
+            self.events.append(data.count(b"data: "))
         return elapsed
 
     def close(self) -> None:
@@ -218,8 +222,15 @@ def main() -> None:
             try:
                 for name, stream in (("non-streaming", False), ("streaming", True)):
                     body = {**base, "stream": stream}
+                    http_.events.clear()
                     lat, wall = measure(inproc, http_, body, args.requests, args.block)
                     report(f"[{backend}] {name}", lat, wall, args.requests)
+                    if stream:
+                        ev = sorted(http_.events)
+                        print(
+                            f"  SSE events per response (incl. [DONE]): min {ev[0]}, "
+                            f"median {ev[len(ev) // 2]}, max {ev[-1]}"
+                        )
             finally:
                 http_.close()
 
