@@ -24,9 +24,10 @@ CHAT = "/v1/chat/completions"
 class ScriptedBackend(EchoBackend):
     """Generates ``script`` (lists of token texts), one list per burst, whatever the prompt."""
 
-    def __init__(self, script: list[list[str]]) -> None:
+    def __init__(self, script: list[list[str]], fail_after: bool = False) -> None:
         super().__init__(model_name="m", max_model_len=256)
         self.script = script
+        self.fail_after = fail_after
 
     async def _generate_bursts(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None
@@ -43,6 +44,8 @@ class ScriptedBackend(EchoBackend):
                 )
                 for t in burst
             ]
+        if self.fail_after:
+            raise ValueError("engine failure")
 
 
 @pytest.fixture
@@ -112,6 +115,22 @@ async def test_completion_logprobs_of_a_burst_match_non_streamed(scripted: Any) 
             values.extend(c["logprobs"][key])
     assert merged == {k: plain["logprobs"][k] for k in merged}
     assert merged["text_offset"] == [0, 2, 3, 5]
+
+
+async def test_error_after_a_burst_ends_the_stream_with_an_error_event(
+    fake_config: Callable[..., ServerConfig],
+) -> None:
+    backend = ScriptedBackend([["a", "b"]], fail_after=True)
+    app = create_app(fake_config(served_model_name="m", max_concurrency=1), backend)
+    async with running(app) as client:
+        r = await client.post(CHAT, json=_chat(stream=True))
+        events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+        assert [e["choices"][0]["delta"].get("content") for e in events[:-1]] == ["", "ab"]
+        assert events[-1]["error"]["code"] == "internal_error"  # and no [DONE]
+        # The slot is free again: the next request is served.
+        backend.fail_after = False
+        r = await asyncio.wait_for(client.post(CHAT, json=_chat()), 5)
+        assert r.json()["choices"][0]["message"]["content"] == "ab"
 
 
 async def test_take_ready_drains_without_waiting() -> None:

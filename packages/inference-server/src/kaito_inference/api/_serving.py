@@ -129,16 +129,22 @@ class _GenerationStream(StreamingResponse):
     async def stream_response(self, send: Send) -> None:
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
-        try:
-            async for chunk in self._chunks:
-                await send({"type": "http.response.body", "body": _event(chunk), "more_body": True})
-            last = _DONE
-        except OpenAIError as exc:
-            last = _error_event(exc.message, exc.error_type, param=exc.param, code=exc.code)
-        except Exception:
-            # Headers are gone already: the only way left to report is an error event.
-            logger.exception("error while streaming a response")
-            last = _error_event("internal server error", "server_error", code="internal_error")
+        while True:
+            try:
+                chunk = await anext(self._chunks)
+            except StopAsyncIteration:
+                last = _DONE
+                break
+            except OpenAIError as exc:
+                last = _error_event(exc.message, exc.error_type, param=exc.param, code=exc.code)
+                break
+            except Exception:
+                # Headers are gone already: the only way left to report is an error event.
+                logger.exception("error while streaming a response")
+                last = _error_event("internal server error", "server_error", code="internal_error")
+                break
+            # Outside the try: a failing send (client gone) is not a generation error.
+            await send({"type": "http.response.body", "body": _event(chunk), "more_body": True})
         await self._cleanup()
         await send({"type": "http.response.body", "body": last, "more_body": False})
 
