@@ -31,6 +31,7 @@ import yaml
 from kaito_controller.naming import nodeclaim_name
 from kaito_controller.testing import ControllerProcess, free_port
 from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
+from kaito_e2e.dataplane import HostInvocation, host_invocation, write_files
 from kaito_e2e.kube import wait_until
 from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
 
@@ -506,49 +507,33 @@ def test_kill_mid_reconcile_and_restart_converges_without_duplicates(
 # --- data plane: the controller's container specs, run on the host ------------------------------
 
 
-def host_command(
-    container: dict[str, Any], path_map: dict[str, Path], overrides: dict[str, str]
-) -> list[str]:
-    """The container's command + args with mount paths mapped to host directories and the
-    given ``--flag value`` pairs replaced (or appended)."""
-    argv = [*container.get("command", []), *container.get("args", [])]
-    mapped = []
-    for arg in argv:
-        for mount, host in sorted(path_map.items(), key=lambda kv: -len(kv[0])):
-            if arg == mount or arg.startswith(mount + "/"):
-                arg = str(host) + arg[len(mount) :]
-                break
-        mapped.append(arg)
-    for flag, value in overrides.items():
-        if flag in mapped:
-            mapped[mapped.index(flag) + 1] = value
-        else:
-            mapped += [flag, value]
-    exe = Path(sys.executable).with_name(mapped[0])
-    return [str(exe), *mapped[1:]]
-
-
-def materialise(
+def run_on_host(
     kubectl: Kubectl,
     namespace: str,
     pod_spec: dict[str, Any],
-    container: dict[str, Any],
     root: Path,
-) -> dict[str, Path]:
-    """Host directories for the container's mounts; ConfigMap volumes get their files."""
-    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
-    out: dict[str, Path] = {}
-    for mount in container.get("volumeMounts", []):
-        host = root / mount["name"]
-        host.mkdir(parents=True, exist_ok=True)
-        cm_ref = volumes[mount["name"]].get("configMap")
-        if cm_ref:
-            cm = get_json(kubectl, "configmap", cm_ref["name"], "-n", namespace)
-            assert cm is not None, f"ConfigMap {cm_ref['name']} of the workload is missing"
-            for key, text in cm["data"].items():
-                (host / key).write_text(text)
-        out[mount["mountPath"]] = host
-    return out
+    overrides: dict[str, str],
+    mounts: dict[str, Path] | None = None,
+) -> HostInvocation:
+    """The pod's container as a host command (kaito_e2e.dataplane), its ConfigMaps written,
+    its console script taken from this interpreter's environment."""
+    configmaps = {}
+    for volume in pod_spec.get("volumes", []):
+        if "configMap" in volume:
+            name = volume["configMap"]["name"]
+            cm = get_json(kubectl, "configmap", name, "-n", namespace)
+            assert cm is not None, f"ConfigMap {name} of the workload is missing"
+            configmaps[name] = cm
+    inv = host_invocation(
+        {"kind": "Pod", "spec": pod_spec},
+        configmaps,
+        root=root,
+        flag_overrides=overrides,
+        mount_overrides=mounts,
+    )
+    write_files(inv)
+    inv.argv[0] = str(Path(sys.executable).with_name(inv.argv[0]))
+    return inv
 
 
 def test_inference_container_serves_on_the_host(
@@ -571,17 +556,17 @@ def test_inference_container_serves_on_the_host(
     pod_spec = dep["spec"]["template"]["spec"]
     (container,) = pod_spec["containers"]
     target = next(p["targetPort"] for p in svc["spec"]["ports"] if p["port"] == 80)
-    paths = materialise(kubectl, namespace, pod_spec, container, tmp_path / "mounts")
     tiny = build_tiny_model(tmp_path / "tiny")
     port = target if port_free(target) else free_port()  # the host may already use 5000
-    argv = host_command(
-        container, paths, {"--model": str(tiny), "--backend": "transformers", "--port": str(port)}
+    inv = run_on_host(
+        kubectl,
+        namespace,
+        pod_spec,
+        tmp_path / "mounts",
+        {"--model": str(tiny), "--backend": "transformers", "--port": str(port)},
     )
-    env = {
-        **os.environ,
-        **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
-    }
-    env |= {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    argv = inv.argv
+    env = {**os.environ, **inv.env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         server = subprocess.Popen(
@@ -654,9 +639,16 @@ def test_tuning_container_trains_on_the_host(
     job = get_json(kubectl, "job", name, "-n", namespace)
     assert job is not None
     pod_spec = job["spec"]["template"]["spec"]
-    (container,) = pod_spec["containers"]
-    paths = materialise(kubectl, namespace, pod_spec, container, tmp_path / "mounts")
-    paths["/workspace/weights"] = build_tiny_model(tmp_path / "tiny")
+    assert len(pod_spec["containers"]) == 1
+    inv = run_on_host(
+        kubectl,
+        namespace,
+        pod_spec,
+        tmp_path / "mounts",
+        {"--max-steps": "2", "--termination-log": str(tmp_path / "termination.log")},
+        mounts={"/workspace/weights": build_tiny_model(tmp_path / "tiny")},
+    )
+    paths = inv.mount_map
     rows = [
         {
             "messages": [
@@ -667,21 +659,13 @@ def test_tuning_container_trains_on_the_host(
         for i in range(8)
     ]
     (paths["/mnt/data"] / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    argv = host_command(
-        container,
-        paths,
-        {"--max-steps": "2", "--termination-log": str(tmp_path / "termination.log")},
-    )
+    argv = inv.argv
     for flag in ("--push-image", "--docker-config"):
         if flag in argv:
             i = argv.index(flag)
             del argv[i : i + 2]
     assert "--method" in argv and argv[argv.index("--method") + 1] == "lora"
-    env = {
-        **os.environ,
-        **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e},
-    }
-    env |= {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, **inv.env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     out = paths["/mnt/output"]

@@ -68,6 +68,7 @@ def host_invocation(
     container: str | None = None,
     flag_overrides: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    mount_overrides: Mapping[str, Path] | None = None,
 ) -> HostInvocation:
     """Translate one container of ``workload`` into a host command.
 
@@ -79,6 +80,8 @@ def host_invocation(
         flag_overrides: ``{"--model": "/tmp/tiny", ...}``; each flag's value is replaced (or the
             flag appended when the container does not pass it).
         extra_env: environment added on top of the container's.
+        mount_overrides: ``{mountPath: host dir}`` for mounts whose content the caller provides
+            (an init container's download, say) instead of an empty re-rooted directory.
     """
     pod_spec = pod_spec_of(workload)
     spec = find_container(pod_spec, container)
@@ -86,7 +89,8 @@ def host_invocation(
     mount_map: dict[str, Path] = {}
     files: dict[Path, str] = {}
     for mount in spec.get("volumeMounts") or []:
-        local = root / mount["mountPath"].lstrip("/")
+        given = (mount_overrides or {}).get(mount["mountPath"])
+        local = given if given is not None else root / mount["mountPath"].lstrip("/")
         mount_map[mount["mountPath"]] = local
         volume = volumes.get(mount["name"], {})
         if "configMap" in volume:

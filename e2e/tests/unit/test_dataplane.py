@@ -97,3 +97,17 @@ def test_errors_name_what_is_missing(
     workload = _deployment([], mounts=CONFIG_MOUNT, volumes=CONFIG_VOLUME)
     with pytest.raises(DataPlaneError, match=message):
         host_invocation(workload, configmaps, root=tmp_path, container=container)
+
+
+def test_mount_override_points_a_mount_at_a_given_directory(tmp_path: Path) -> None:
+    weights = tmp_path / "tiny-model"
+    mounts = [{"name": "weights", "mountPath": "/workspace/weights"}]
+    inv = host_invocation(
+        _deployment(["--model", "/workspace/weights"], mounts=mounts),
+        {},
+        root=tmp_path / "root",
+        container="inference",
+        mount_overrides={"/workspace/weights": weights},
+    )
+    assert inv.mount_map == {"/workspace/weights": weights}
+    assert inv.argv[-1] == str(weights)
