@@ -83,6 +83,15 @@ class NotReady(OpenAIError):
     code = "model_loading"
 
 
+class EngineUnavailable(OpenAIError):
+    """The engine died under the server (e.g. the generation process was killed); the server
+    reports itself not live, so Kubernetes restarts it."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "engine_unavailable"
+
+
 class BackendUnavailable(RuntimeError):
     """A backend's optional dependency is missing; the message names the extra to install."""
 

@@ -319,7 +319,7 @@ class LegacyChatResponse(BaseModel):
 
 
 class HealthStatus(BaseModel):
-    status: Literal["ready", "loading", "alive"]
+    status: Literal["ready", "loading", "alive", "failed"]
 
 
 class ErrorDetail(BaseModel):

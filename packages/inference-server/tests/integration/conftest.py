@@ -20,6 +20,7 @@ import httpx
 import pytest
 import uvicorn
 from kaito_inference.app import create_app
+from kaito_inference.backends.base import InferenceBackend
 from kaito_inference.config import ServerConfig
 
 pytest.importorskip("transformers", reason="needs the transformers extra")
@@ -34,9 +35,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(config: ServerConfig, *, ready_timeout: float = 60.0) -> Iterator[str]:
-    """Run the server for ``config`` until the block exits; yield its base URL once ready."""
-    app = create_app(config)
+def serve(
+    config: ServerConfig, *, ready_timeout: float = 60.0, backend: InferenceBackend | None = None
+) -> Iterator[str]:
+    """Run the server for ``config`` (on ``backend`` if given) until the block exits; yield its
+    base URL once ready."""
+    app = create_app(config, backend)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=config.port, log_config=None, access_log=False)
     )

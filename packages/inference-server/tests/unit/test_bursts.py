@@ -1,11 +1,11 @@
 """Coalescing: tokens ready together go out as one chunk, a lone token at once, stops and logprobs
-still exact. A scripted backend fixes the bursts; the transformers queue is driven by a stub."""
+still exact. A scripted backend fixes the bursts (the transformers backend's own bursts are tested
+in ``test_generation_process``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -140,79 +140,3 @@ async def test_take_ready_drains_without_waiting() -> None:
     assert await take_ready(queue) == [0, 1, 2]
     queue.put_nowait(7)
     assert await take_ready(queue) == [7]  # alone: returned at once, nothing waited for
-
-
-# ---- the transformers backend's queue, with a stub in place of generate ---------------------
-
-
-def _stub_backend(emit: Callable[[Callable[[object], None]], None]) -> Any:
-    from kaito_inference.backends import transformers as tb
-
-    backend = tb.TransformersBackend(ServerConfig(model="stub", backend="transformers"))
-    backend._eos = frozenset({0})
-    backend._decode = lambda ids: "".join(chr(ord("a") + i - 1) for i in ids)  # type: ignore[method-assign]
-
-    def blocking(prompt: Any, params: Any, adapter: Any, sink: Any, cancel: Any) -> None:
-        try:
-            emit(sink)
-        finally:
-            sink(tb._END)
-
-    backend._generate_blocking = blocking  # type: ignore[method-assign]
-    return backend
-
-
-async def test_transformers_drains_queued_tokens_into_one_burst() -> None:
-    emitted = threading.Event()
-
-    def emit(sink: Callable[[object], None]) -> None:
-        for token_id in (1, 2, 3, 0):  # a b c, then EOS
-            sink((token_id, None, []))
-        emitted.set()
-
-    backend = _stub_backend(emit)
-    bursts = backend._generate_bursts([5], SamplingParams(max_tokens=10), None)
-    first = asyncio.ensure_future(bursts.__anext__())
-    await asyncio.sleep(0)  # the generator starts the worker and waits on the queue
-    emitted.wait(5)  # the loop is blocked while the worker queues everything
-    assert [ev.text for ev in await first] == ["a", "b", "c"]
-    with pytest.raises(StopAsyncIteration):
-        await bursts.__anext__()
-    backend._executor.shutdown()
-
-
-async def test_transformers_sends_a_lone_token_without_waiting_for_more() -> None:
-    release = threading.Event()
-
-    def emit(sink: Callable[[object], None]) -> None:
-        sink((1, None, []))
-        release.wait(5)
-        sink((2, None, []))
-
-    backend = _stub_backend(emit)
-    bursts = backend._generate_bursts([5], SamplingParams(max_tokens=10), None)
-    assert [ev.text for ev in await asyncio.wait_for(bursts.__anext__(), 5)] == ["a"]
-    release.set()
-    assert [ev.text for ev in await bursts.__anext__()] == ["b"]
-    with pytest.raises(StopAsyncIteration):
-        await bursts.__anext__()
-    backend._executor.shutdown()
-
-
-async def test_transformers_sends_tokens_before_an_error_then_raises() -> None:
-    emitted = threading.Event()
-
-    def emit(sink: Callable[[object], None]) -> None:
-        sink((1, None, []))
-        sink(ValueError("boom"))
-        emitted.set()
-
-    backend = _stub_backend(emit)
-    bursts = backend._generate_bursts([5], SamplingParams(max_tokens=10), None)
-    first = asyncio.ensure_future(bursts.__anext__())
-    await asyncio.sleep(0)
-    emitted.wait(5)
-    assert [ev.text for ev in await first] == ["a"]
-    with pytest.raises(RuntimeError, match="generation failed"):
-        await bursts.__anext__()
-    backend._executor.shutdown()

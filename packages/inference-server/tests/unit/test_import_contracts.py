@@ -1,5 +1,6 @@
-"""House-style import contracts: vLLM only in backends/vllm.py; transformers/peft/torch only in
-the transformers backend, the tiny-model builder and adapter scaling (all loaded lazily)."""
+"""House-style import contracts: vLLM only in backends/vllm.py; torch only in the generation
+process's engine, the tiny-model builder and adapter scaling; transformers also in the
+transformers backend, which imports it lazily for its tokenizer (all loaded lazily)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "kaito_inference"
 
 ALLOWED = {
     "vllm": {"backends/vllm.py"},
-    "transformers": {"backends/transformers.py", "testing/tiny_model.py"},
+    "transformers": {
+        "backends/transformers.py",
+        "backends/_hf_engine.py",
+        "testing/tiny_model.py",
+    },
     "peft": {"testing/tiny_model.py"},
-    "torch": {"backends/transformers.py", "testing/tiny_model.py", "adapters/scaling.py"},
+    "torch": {"backends/_hf_engine.py", "testing/tiny_model.py", "adapters/scaling.py"},
     "safetensors": {"adapters/scaling.py"},
     "tokenizers": {"testing/tiny_model.py"},
 }

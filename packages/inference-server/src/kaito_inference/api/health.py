@@ -18,16 +18,28 @@ router = APIRouter(tags=["ops"])
     responses={503: {"model": HealthStatus, "description": "model still loading"}},
 )
 async def health(request: Request) -> JSONResponse:
-    """Readiness: 200 ``ready`` once the model and adapters are loaded, else 503 ``loading``."""
-    if server_state(request).ready:
-        return JSONResponse({"status": "ready"})
-    return JSONResponse({"status": "loading"}, status_code=503)
+    """Readiness: 200 ``ready`` once the model and adapters are loaded, 503 ``loading`` before,
+    503 ``failed`` if the engine died after loading."""
+    state = server_state(request)
+    if not state.ready:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    if not await state.backend.ready():
+        return JSONResponse({"status": "failed"}, status_code=503)
+    return JSONResponse({"status": "ready"})
 
 
-@router.get("/health/live", response_model=HealthStatus)
-async def live() -> HealthStatus:
-    """Liveness: 200 while the process serves HTTP."""
-    return HealthStatus(status="alive")
+@router.get(
+    "/health/live",
+    response_model=HealthStatus,
+    responses={503: {"model": HealthStatus, "description": "the engine died; restart"}},
+)
+async def live(request: Request) -> JSONResponse:
+    """Liveness: 200 while the process serves HTTP, 503 ``failed`` once a loaded engine died
+    (so Kubernetes restarts the container instead of leaving it unready for ever)."""
+    state = server_state(request)
+    if state.ready and not await state.backend.ready():
+        return JSONResponse({"status": "failed"}, status_code=503)
+    return JSONResponse({"status": "alive"})
 
 
 @router.get("/metrics", response_class=Response)
