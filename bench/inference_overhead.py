@@ -5,7 +5,8 @@ subprocess, and runs identical greedy completions (fixed prompt, fixed ``max_tok
 paths do the same model work) one at a time:
 
 * in-process: ``await backend.complete(request)`` on a ``TransformersBackend`` in this process
-  (streaming: iterate the chunk iterator);
+  (streaming: iterate the chunk iterator); the backend is the same in both modes, generation
+  process included, so only the HTTP layer differs;
 * HTTP: ``POST /v1/completions`` over a keep-alive loopback connection (streaming: read the SSE
   stream to ``[DONE]``).
 

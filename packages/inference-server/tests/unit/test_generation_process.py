@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
@@ -140,7 +144,8 @@ async def test_closing_a_stream_stops_generation_and_frees_the_child() -> None:
         while not cancelled():
             steps.append(1)
             emit(1, None, [])
-            if len(steps) > 10_000:
+            time.sleep(0.001)  # a model step
+            if len(steps) > 5_000:
                 raise AssertionError("never cancelled")
         stopped.set()
 
@@ -342,3 +347,35 @@ async def test_ready_turns_false_when_the_engine_is_lost() -> None:
     assert await backend.ready()
     process.lost = "the generation process exited with code 1"
     assert not await backend.ready()
+
+
+def _child_ignoring_work(conn: Connection) -> None:
+    """Takes a request and never answers it; leaves only when told to stop."""
+    conn.recv()  # its arguments
+    conn.send(("ready", 0, {}))
+    while conn.recv()[0] != "stop":
+        pass
+    conn.close()
+
+
+async def test_closing_fails_the_requests_still_open() -> None:
+    ours, theirs = multiprocessing.Pipe()
+    thread = threading.Thread(target=_child_ignoring_work, args=(theirs,), daemon=True)
+    thread.start()
+    process = GenerationProcess(ours)
+    await process.start_engine()
+    stream = process.generate([1], PARAMS, None)
+    await asyncio.to_thread(process.close)
+    assert await stream.next_burst() == [("lost", 1, "the server is shutting down")]
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_closing_before_the_engine_started_terminates_the_child() -> None:
+    ours, _theirs = multiprocessing.Pipe()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    process = GenerationProcess(ours, child)
+    started = time.monotonic()
+    process.close()
+    assert child.returncode == -signal.SIGTERM
+    assert time.monotonic() - started < 5

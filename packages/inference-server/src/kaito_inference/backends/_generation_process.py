@@ -8,7 +8,9 @@ another, and the server stays responsive (health probes, metrics) under load. vL
 runs in its own process for the same reason.
 
 One reader thread receives every message from the child and hands it to the event loop of the
-request it belongs to (``call_soon_threadsafe``), so any loop can use the process. If the child
+request it belongs to (``call_soon_threadsafe``), so any loop can use the process. (Reading on
+the event loop with ``add_reader`` instead was measured slower: +0.5 ms per streamed and +1.1 ms
+per non-streamed 32-token request, A/B over 300 requests each.) If the child
 dies, every open request fails with ``EngineUnavailable`` and ``lost`` says why.
 """
 
@@ -108,6 +110,7 @@ class GenerationProcess:
         self._ids = itertools.count(1)
         self._closing = False
         self._ready_seen = False
+        self._engine_started = False
         self.lost: str | None = None  # why the child is gone, once it is
         self._reader = threading.Thread(
             target=self._read, name="kaito-generation-reader", daemon=True
@@ -132,6 +135,7 @@ class GenerationProcess:
         """Send the child its arguments (see ``child_connection``), wait until it has loaded the
         model, and return the facts it reported."""
         self._send(args)
+        self._engine_started = True
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Message] = loop.create_future()
         self._register(0, loop, lambda m: answer.done() or answer.set_result(m))
@@ -148,9 +152,13 @@ class GenerationProcess:
         raise RuntimeError(f"loading the model failed: {msg[2]}")
 
     def close(self, timeout: float = 5.0) -> None:
-        """Ask the child to stop, wait for it, and kill it if it does not."""
+        """Ask the child to stop, wait for it, and kill it if it does not; requests still open
+        then fail with ``EngineUnavailable`` (the server is shutting down)."""
         self._closing = True
-        self._send_quietly(("stop", 0))
+        if self._process is not None and not self._engine_started:
+            self._process.terminate()  # it never got its arguments: nothing to finish
+        else:
+            self._send_quietly(("stop", 0))
         if self._process is not None:
             try:
                 self._process.wait(timeout)

@@ -34,7 +34,7 @@ from kaito_inference.config import ServerConfig
 from kaito_inference.errors import InvalidAdapter, ModelNotFound
 from kaito_inference.logs import configure_logging
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("kaito_inference.engine")  # this module runs as __main__
 # transformers prints a "LOAD REPORT" warning table for every adapter, listing the base weights as
 # "missing" from the adapter file; expected for LoRA, so keep only real errors from that logger.
 logging.getLogger("transformers.integrations.peft").setLevel(logging.ERROR)
