@@ -82,22 +82,3 @@ def test_load_rejects_non_adapter_dirs(server_url: str, tiny_model_dir: Path) ->
     )
     assert r.status_code == 400
     assert "adapter_config.json" in r.json()["error"]["message"]
-
-
-async def test_request_for_an_adapter_unloaded_meanwhile_is_404(tiny_model_dir: Path) -> None:
-    from kaito_inference.backends.base import GenerationStats
-    from kaito_inference.backends.transformers import TransformersBackend
-    from kaito_inference.config import ServerConfig
-    from kaito_inference.errors import ModelNotFound
-    from kaito_inference.schemas import CompletionRequest
-
-    backend = TransformersBackend(
-        ServerConfig(model=str(tiny_model_dir), backend="transformers", offline=True)
-    )
-    await backend.start()
-    try:
-        req = CompletionRequest(model="x", prompt="hi", max_tokens=2)
-        with pytest.raises(ModelNotFound, match="unloaded"):
-            await backend.complete(req, adapter="gone", stats=GenerationStats())
-    finally:
-        await backend.aclose()
