@@ -27,11 +27,6 @@ def nodeclaim_name(namespace: str, name: str, uid: str, index: int) -> str:
     return "ws" + digest[:_NODECLAIM_HASH_LEN]
 
 
-def workload_name(ws_name: str) -> str:
-    """Deployment / StatefulSet / Job name: the Workspace name (a DNS label, so it fits)."""
-    return ws_name
-
-
 def service_name(ws_name: str) -> str:
     return ws_name
 
@@ -55,3 +50,8 @@ def inference_configmap_name(ws_name: str) -> str:
 
 def tuning_configmap_name(ws_name: str) -> str:
     return f"{ws_name}-tuning-config"
+
+
+def tuning_template_name(method: str) -> str:
+    """The chart's default tuning config ConfigMap for ``method`` (in the release namespace)."""
+    return f"{method}-params-template"

@@ -9,7 +9,7 @@ workload to them. Implementations are pure functions of the observed state.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kaito_api.labels import GPU_RESOURCE_NAME
@@ -44,7 +44,6 @@ class Readiness:
     message: str
     worker_nodes: tuple[str, ...] = ()
     conditions: tuple[tuple[str, str, str, str], ...] = ()
-    failed: bool = field(default=False)  # a terminal failure the user must act on
 
 
 class CapacityStrategy(Protocol):

@@ -18,6 +18,7 @@ from typing import Any
 from kaito_api.validation import WorkspaceInvalid, parse_workspace
 
 from kaito_controller.k8s.client import KubeClient, Manifest, ObjectRef
+from kaito_controller.naming import tuning_template_name
 from kaito_controller.reconcile.identity import sanitized_match_labels
 from kaito_controller.reconcile.observed import Observed, queries
 from kaito_controller.reconcile.plan import EventSpec, Plan
@@ -66,9 +67,8 @@ class Reconciler:
             if ws.tuning.config:
                 referenced.append((namespace, ws.tuning.config))
             else:
-                referenced.append(
-                    (self.settings.release_namespace, f"{ws.tuning.method}-params-template")
-                )
+                template = tuning_template_name(str(ws.tuning.method))
+                referenced.append((self.settings.release_namespace, template))
         observed = await self.observe(
             name, namespace, sanitized_match_labels(ws), tuple(referenced)
         )

@@ -14,14 +14,17 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kaito_controller.k8s.client import KubeClient, Manifest, ObjectRef
-from kaito_controller.k8s.memory import selector_matches
+from kaito_controller.k8s.client import KubeClient, Manifest, ObjectRef, labels_match
 
 _Kind = tuple[str, str]  # (group, kind)
 
 
 def _group(api_version: str) -> str:
     return api_version.rpartition("/")[0]
+
+
+def _selector_keys(selector: str | None) -> set[str]:
+    return {t.partition("=")[0] for t in (selector or "").split(",") if t}
 
 
 def _rv(obj: Mapping[str, Any]) -> int | None:
@@ -79,8 +82,7 @@ class CachedKubeClient:
 
     def _required(self, api_version: str, kind: str) -> set[str]:
         """Label keys every cached object of the kind has (the watch's selector)."""
-        sel = self.watched[(_group(api_version), kind)][1]
-        return {t.partition("=")[0] for t in (sel or "").split(",") if t}
+        return _selector_keys(self.watched[(_group(api_version), kind)][1])
 
     async def get(self, ref: ObjectRef) -> Manifest | None:
         store = self._cached(ref.api_version, ref.kind)
@@ -104,7 +106,7 @@ class CachedKubeClient:
         selector: str | None = None,
     ) -> list[Manifest]:
         store = self._cached(api_version, kind)
-        asked = set(labels or {}) | {t.partition("=")[0] for t in (selector or "").split(",") if t}
+        asked = set(labels or {}) | _selector_keys(selector)
         complete = store is not None and self._required(api_version, kind) <= asked
         if store is None or field_selector or not complete:
             self.api_reads += 1
@@ -112,17 +114,11 @@ class CachedKubeClient:
                 api_version, kind, namespace=namespace, labels=labels,
                 field_selector=field_selector, selector=selector,
             )  # fmt: skip
-        out = []
-        for (ns, _), obj in sorted(store.items()):
-            if namespace and ns != namespace:
-                continue
-            have = (obj.get("metadata") or {}).get("labels") or {}
-            if labels and any(have.get(k) != v for k, v in labels.items()):
-                continue
-            if selector and not selector_matches(have, selector):
-                continue
-            out.append(copy.deepcopy(obj))
-        return out
+        return [
+            copy.deepcopy(obj)
+            for (ns, _), obj in sorted(store.items())
+            if (not namespace or ns == namespace) and labels_match(obj, labels, selector)
+        ]
 
     async def apply(self, manifest: Manifest) -> Manifest:
         result = await self.inner.apply(manifest)

@@ -36,6 +36,27 @@ class ObjectRef:
         return f"{self.kind} {where}{self.name}"
 
 
+def selector_matches(labels: Mapping[str, str], selector: str) -> bool:
+    """Equality (``k=v``) and existence (``k``) terms of a label selector, comma-separated."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        key, eq, value = term.partition("=")
+        if eq and labels.get(key) != value:
+            return False
+        if not eq and key not in labels:
+            return False
+    return True
+
+
+def labels_match(
+    obj: Mapping[str, Any], labels: Mapping[str, str] | None, selector: str | None
+) -> bool:
+    """Whether ``obj`` passes a ``list`` call's equality ``labels`` and raw ``selector``."""
+    have = (obj.get("metadata") or {}).get("labels") or {}
+    if labels and any(have.get(k) != v for k, v in labels.items()):
+        return False
+    return not selector or selector_matches(have, selector)
+
+
 class KubeError(Exception):
     """An API call failed; ``status`` is the HTTP status (0 when there was no response)."""
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaito_controller.k8s.client import KubeError, Manifest, ObjectRef
+from kaito_controller.k8s.client import KubeError, Manifest, ObjectRef, labels_match
 
 _Key = tuple[str, str, str, str]  # group, kind, namespace, name
 
@@ -69,9 +69,6 @@ class MemoryKubeClient:
     def of_kind(self, kind: str) -> list[Manifest]:
         return [o for (_, k, _, _), o in sorted(self.objects.items()) if k == kind]
 
-    def writes_of(self, verb: str) -> list[ObjectRef]:
-        return [ref for v, ref in self.writes if v == verb]
-
     # -- KubeClient ----------------------------------------------------------------------
     async def get(self, ref: ObjectRef) -> Manifest | None:
         obj = self.objects.get(_key(ref.api_version, ref.kind, ref.namespace, ref.name))
@@ -92,14 +89,10 @@ class MemoryKubeClient:
         for (g, k, ns, _), obj in sorted(self.objects.items()):
             if g != group or k != kind or (namespace and ns != namespace):
                 continue
-            have = (obj.get("metadata") or {}).get("labels") or {}
-            if labels and any(have.get(lk) != lv for lk, lv in labels.items()):
-                continue
             if field_selector and not _fields_match(obj, field_selector):
                 continue
-            if selector and not selector_matches(have, selector):
-                continue
-            out.append(copy.deepcopy(obj))
+            if labels_match(obj, labels, selector):
+                out.append(copy.deepcopy(obj))
         return out
 
     async def apply(self, manifest: Manifest) -> Manifest:
@@ -173,16 +166,5 @@ def _fields_match(obj: Manifest, selector: str) -> bool:
         for part in path.split("."):
             value = value.get(part) if isinstance(value, Mapping) else None
         if str(value) != want:
-            return False
-    return True
-
-
-def selector_matches(labels: Mapping[str, str], selector: str) -> bool:
-    """Equality (``k=v``) and existence (``k``) terms of a label selector, comma-separated."""
-    for term in filter(None, (t.strip() for t in selector.split(","))):
-        key, eq, value = term.partition("=")
-        if eq and labels.get(key) != value:
-            return False
-        if not eq and key not in labels:
             return False
     return True

@@ -72,6 +72,26 @@ def gpu_tolerations() -> list[dict[str, Any]]:
     ]
 
 
+def registry_config_volume(name: str, secret: str) -> dict[str, Any]:
+    """A volume projecting a ``kubernetes.io/dockerconfigjson`` Secret as ``config.json``
+    (the registry config ``oras`` and the tuning image's push/pull read)."""
+    return {
+        "name": name,
+        "secret": {
+            "secretName": secret,
+            "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+        },
+    }
+
+
+def hf_token_env(secret: str | None) -> list[dict[str, Any]]:
+    """``HF_TOKEN`` from the model-access Secret (optional), or nothing when there is none."""
+    if not secret:
+        return []
+    ref = {"name": secret, "key": "HF_TOKEN", "optional": True}
+    return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}}]
+
+
 def required_node_affinity(requirements: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A pod ``affinity`` requiring all ``requirements`` (None when there are none)."""
     if not requirements:

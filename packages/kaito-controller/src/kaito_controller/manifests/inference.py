@@ -19,7 +19,13 @@ from typing import Any
 import yaml
 from kaito_api.labels import GPU_RESOURCE_NAME
 
-from kaito_controller.manifests.common import WorkspaceRef, gpu_tolerations, required_node_affinity
+from kaito_controller.manifests.common import (
+    WorkspaceRef,
+    gpu_tolerations,
+    hf_token_env,
+    registry_config_volume,
+    required_node_affinity,
+)
 from kaito_controller.naming import headless_service_name, inference_configmap_name, service_name
 
 SERVER_PORT = 5000
@@ -158,15 +164,7 @@ def _adapter_parts(
             ]
             if adapter.image_pull_secrets:
                 secret_vol = f"registry-{adapter.name}"[:63]
-                volumes.append(
-                    {
-                        "name": secret_vol,
-                        "secret": {
-                            "secretName": adapter.image_pull_secrets[0],
-                            "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                        },
-                    }
-                )
+                volumes.append(registry_config_volume(secret_vol, adapter.image_pull_secrets[0]))
                 init_mounts.append(
                     {"name": secret_vol, "mountPath": "/mnt/registry", "readOnly": True}
                 )
@@ -192,20 +190,7 @@ def _adapter_parts(
 def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str) -> dict[str, Any]:
     command, args = server_command(params)
     inits, adapter_volumes, adapter_mounts = _adapter_parts(params)
-    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": WEIGHTS_DIR}]
-    if params.model_access_secret:
-        env.append(
-            {
-                "name": "HF_TOKEN",
-                "valueFrom": {
-                    "secretKeyRef": {
-                        "name": params.model_access_secret,
-                        "key": "HF_TOKEN",
-                        "optional": True,
-                    }
-                },
-            }
-        )
+    env = [{"name": "HF_HOME", "value": WEIGHTS_DIR}, *hf_token_env(params.model_access_secret)]
     gpus = str(params.gpus_per_node)
     container: dict[str, Any] = {
         "name": ws.name,

@@ -15,7 +15,13 @@ from typing import Any
 
 from kaito_api.labels import GPU_RESOURCE_NAME
 
-from kaito_controller.manifests.common import WorkspaceRef, gpu_tolerations, required_node_affinity
+from kaito_controller.manifests.common import (
+    WorkspaceRef,
+    gpu_tolerations,
+    hf_token_env,
+    registry_config_volume,
+    required_node_affinity,
+)
 
 CONFIG_DIR = "/mnt/config"
 CONFIG_FILE = "training_config.yaml"
@@ -50,16 +56,6 @@ class TuningParams:
     plain_http_registry: bool = False
 
 
-def _secret_volume(name: str, secret: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "secret": {
-            "secretName": secret,
-            "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-        },
-    }
-
-
 def _fetch_args(p: TuningParams) -> list[str]:
     if p.input_urls:
         return ["--urls", *p.input_urls, "--dest", DATA_DIR]
@@ -89,13 +85,6 @@ def _tune_args(p: TuningParams) -> list[str]:
     return args
 
 
-def _hf_token_env(secret: str | None) -> list[dict[str, Any]]:
-    if not secret:
-        return []
-    ref = {"name": secret, "key": "HF_TOKEN", "optional": True}
-    return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}}]
-
-
 def build_tuning_job(
     ws: WorkspaceRef, p: TuningParams, *, annotations: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -107,7 +96,7 @@ def build_tuning_job(
     ]
     fetch_mounts: list[dict[str, Any]] = [{"name": "data", "mountPath": DATA_DIR}]
     if p.input_image and p.input_pull_secrets:
-        volumes.append(_secret_volume("registry-input", p.input_pull_secrets[0]))
+        volumes.append(registry_config_volume("registry-input", p.input_pull_secrets[0]))
         fetch_mounts.append(
             {"name": "registry-input", "mountPath": PULL_CONFIG_DIR, "readOnly": True}
         )
@@ -118,7 +107,7 @@ def build_tuning_job(
         {"name": "output", "mountPath": OUTPUT_DIR},
     ]
     if p.output_image and p.output_push_secret:
-        volumes.append(_secret_volume("registry", p.output_push_secret))
+        volumes.append(registry_config_volume("registry", p.output_push_secret))
         tune_mounts.append({"name": "registry", "mountPath": PUSH_CONFIG_DIR, "readOnly": True})
     common = {
         "image": p.image,
@@ -132,7 +121,7 @@ def build_tuning_job(
             "command": ["hf", "download", p.model, "--local-dir", WEIGHTS_DIR],
             "env": [
                 {"name": "HF_HUB_OFFLINE", "value": "0"},
-                *_hf_token_env(p.model_access_secret),
+                *hf_token_env(p.model_access_secret),
             ],
             "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
         },

@@ -25,7 +25,6 @@ from kaito_controller.manifests.inference import (
     build_inference_workload,
     build_services,
     config_hash,
-    render_server_config,
 )
 from kaito_controller.naming import headless_service_name
 from kaito_controller.reconcile.common import SubPlan
@@ -154,11 +153,12 @@ def server_config(
 ) -> dict[str, Any]:
     """The server's config file: the plan's keys, the controller's, then the user's."""
     cfg: dict[str, Any] = dict(sizing.server_config)
-    if backend != "vllm":  # vLLM-only keys would be ignored by another backend
+    if backend != "vllm":
+        # vLLM-only keys would be ignored by another backend; of vLLM's parsers, the other
+        # backends only know hermes tool calls.
         cfg.pop("tensor_parallel_size", None)
         cfg.pop("gpu_memory_utilization", None)
         cfg.pop("vllm_engine_args", None)
-    if backend != "vllm":  # vLLM's parsers; the other backends only know hermes tool calls
         cfg.pop("reasoning_parser", None)
         if cfg.get("tool_call_parser") != "hermes":
             cfg.pop("tool_call_parser", None)
@@ -240,9 +240,9 @@ def plan_inference(
         plain_http_registry=settings.registry_plain_http,
     )
     ref = ws_ref(ws)
-    cfg_text = render_server_config(params.server_config)
-    workload = build_inference_workload(ref, params, config_hash(cfg_text))
-    objects = [build_inference_configmap(ref, params), workload, *build_services(ref, params)]
+    config_map = build_inference_configmap(ref, params)
+    workload = build_inference_workload(ref, params, config_hash(config_map["data"][CONFIG_FILE]))
+    objects = [config_map, workload, *build_services(ref, params)]
     deletes = _stale(ws, observed, workload["kind"], params.distributed)
     have = observed.owned(workload["kind"], ws.name)
     ok, detail = workload_ready(have)

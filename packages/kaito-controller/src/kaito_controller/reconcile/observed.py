@@ -28,7 +28,6 @@ class Observed:
     configmaps: tuple[Manifest, ...] = ()  # ours, labelled with the workspace
     pods: tuple[Manifest, ...] = ()
     jobs: tuple[Manifest, ...] = ()
-    events: tuple[Manifest, ...] = ()
     # Referenced by name, not owned: the user's config ConfigMap and the default tuning
     # template from the release namespace, keyed "namespace/name" (absent when not found).
     referenced: Mapping[str, Manifest] = field(default_factory=dict)

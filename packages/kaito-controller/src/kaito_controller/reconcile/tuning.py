@@ -20,7 +20,7 @@ from kaito_controller.manifests.tuning import (
     build_tuning_configmap,
     build_tuning_job,
 )
-from kaito_controller.naming import tuning_configmap_name
+from kaito_controller.naming import tuning_configmap_name, tuning_template_name
 from kaito_controller.reconcile.common import SubPlan
 from kaito_controller.reconcile.drift import ANNOTATION_APPLIED_HASH, stamp
 from kaito_controller.reconcile.identity import ws_ref
@@ -66,7 +66,7 @@ def plan_tuning(
             )
         config_map = t.config
     else:
-        template = f"{t.method}-params-template"
+        template = tuning_template_name(str(t.method))
         src = observed.referenced.get(f"{settings.release_namespace}/{template}")
         if src is None:
             return _pending(
