@@ -9,11 +9,10 @@ middleware keeps the per-request cost to one dict lookup and constant-time compa
 from __future__ import annotations
 
 import hmac
-import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kaito_inference.errors import error_body
+from kaito_inference.errors import Unauthorized, error_response
 
 OPEN_PATHS = frozenset({"/health", "/health/live"})
 
@@ -40,22 +39,8 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        body = json.dumps(
-            error_body(
-                "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                "authentication_error",
-                code="invalid_api_key",
-            )
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
+        response = error_response(
+            Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
         )
-        await send({"type": "http.response.body", "body": body})
+        response.headers["www-authenticate"] = "Bearer"
+        await response(scope, receive, send)

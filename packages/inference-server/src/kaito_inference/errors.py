@@ -59,6 +59,11 @@ class InvalidAdapter(BadRequest):
     code = "invalid_adapter"
 
 
+class RequestTooLarge(OpenAIError):
+    status_code = 413
+    code = "request_too_large"
+
+
 class Unauthorized(OpenAIError):
     status_code = 401
     error_type = "authentication_error"

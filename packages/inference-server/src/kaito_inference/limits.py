@@ -7,12 +7,10 @@ declared ``content-length`` is checked up front, and chunked bodies are counted 
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kaito_inference.errors import error_body
+from kaito_inference.errors import RequestTooLarge, error_response
 
 
 class BodyLimitMiddleware:
@@ -28,7 +26,7 @@ class BodyLimitMiddleware:
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > self._max:
-                await self._reject(send)
+                await error_response(RequestTooLarge(self._message()))(scope, receive, send)
                 return
         seen = 0
 
@@ -45,14 +43,3 @@ class BodyLimitMiddleware:
 
     def _message(self) -> str:
         return f"request body is larger than the limit of {self._max} bytes"
-
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            error_body(self._message(), "invalid_request_error", code="request_too_large")
-        ).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})

@@ -7,6 +7,7 @@ Duck-typed: nothing here imports transformers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,20 @@ def render_chat(tokenizer: Any, req: ChatCompletionRequest, template: str | None
             f"the chat template rejected the messages: {err}", param="messages"
         ) from err
     return str(text)
+
+
+class HFTokenizerText:
+    """The text half of ``TextGenerationBackend`` for engines that hold an HF tokenizer in
+    ``_tokenizer`` and an optional template override in ``_template`` (transformers, vLLM)."""
+
+    _tokenizer: Any
+    _template: str | None
+
+    def _render_chat(self, req: ChatCompletionRequest) -> str:
+        return render_chat(self._tokenizer, req, self._template)
+
+    def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens))
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))

@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from kaito_inference import errors
+from kaito_inference.backends._bursts import take_ready
 from kaito_inference.backends._worker_loop import FORWARDED_ERRORS
 from kaito_inference.backends.base import SamplingParams
 from kaito_inference.errors import EngineUnavailable, OpenAIError
@@ -80,12 +81,7 @@ class TokenStream:
 
     async def next_burst(self) -> list[Message]:
         """Wait for the next message, then take every message already queued too."""
-        items = [await self._queue.get()]
-        while True:
-            try:
-                items.append(self._queue.get_nowait())
-            except asyncio.QueueEmpty:
-                break
+        items = await take_ready(self._queue)
         if items[-1][0] != "token":
             self._finished = True  # done, error and lost are always last
         return items

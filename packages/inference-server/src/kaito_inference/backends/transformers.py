@@ -15,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kaito_inference.backends._bursts import flatten
-from kaito_inference.backends._chat_template import read_template, render_chat
+from kaito_inference.backends._chat_template import HFTokenizerText, read_template
 from kaito_inference.backends._detokenize import IncrementalDetokenizer
 from kaito_inference.backends._generation_process import GenerationProcess, raise_for
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
 from kaito_inference.config import ServerConfig
-from kaito_inference.schemas import ChatCompletionRequest, ModelCard
+from kaito_inference.schemas import ModelCard
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _load_tokenizer(cfg: ServerConfig) -> Any:
     )
 
 
-class TransformersBackend(TextGenerationBackend):
+class TransformersBackend(HFTokenizerText, TextGenerationBackend):
     """A tokenizer here, the model in a generation process; peft adapters switched per request."""
 
     name = "transformers"
@@ -110,17 +110,6 @@ class TransformersBackend(TextGenerationBackend):
             ModelCard(id=n, root=str(s.path), parent=self.model_name, max_model_len=self._ctx)
             for n, s in sorted(self._adapters.items())
         ]
-
-    # ---- text ---------------------------------------------------------------------------------
-
-    def _render_chat(self, req: ChatCompletionRequest) -> str:
-        return render_chat(self._tokenizer, req, self._template)
-
-    def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens))
-
-    def _decode(self, ids: Sequence[int]) -> str:
-        return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))
 
     # ---- generation ---------------------------------------------------------------------------
 

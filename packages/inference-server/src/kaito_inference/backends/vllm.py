@@ -18,12 +18,12 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kaito_inference.backends._bursts import flatten
-from kaito_inference.backends._chat_template import read_template, render_chat
+from kaito_inference.backends._chat_template import HFTokenizerText, read_template
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
 from kaito_inference.config import ServerConfig
@@ -160,7 +160,7 @@ class _VllmOutputParser:
         return ParsedOutput(content=info.content, tool_calls=calls, reasoning=reasoning)
 
 
-class VllmBackend(TextGenerationBackend):
+class VllmBackend(HFTokenizerText, TextGenerationBackend):
     """vLLM ``AsyncLLMEngine`` behind the shared OpenAI shaping."""
 
     name = "vllm"
@@ -213,15 +213,6 @@ class VllmBackend(TextGenerationBackend):
             ModelCard(id=n, owned_by="vllm", root=str(s.path), parent=self.model_name)
             for n, s in sorted(self._specs.items())
         ]
-
-    def _render_chat(self, req: ChatCompletionRequest) -> str:
-        return render_chat(self._tokenizer, req, self._template)
-
-    def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=add_special_tokens))
-
-    def _decode(self, ids: Sequence[int]) -> str:
-        return str(self._tokenizer.decode(list(ids), skip_special_tokens=True))
 
     def _output_parser(self, req: ChatCompletionRequest) -> ToolCallParser | None:
         name = self._config.tool_call_parser
