@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
@@ -22,7 +22,9 @@ from kaito_api.rules import FieldError, transition_errors
 
 __all__ = [
     "FieldError",
+    "StaticCheck",
     "WorkspaceInvalid",
+    "check_workspace_static",
     "field_errors_from_validation_error",
     "parse_workspace",
     "validate_workspace_static",
@@ -75,17 +77,44 @@ def validate_workspace_static(
     Returns:
         Field errors with JSON paths such as ``tuning.output.imagePushSecret``.
     """
+    return check_workspace_static(obj, old, allow_private_urls=allow_private_urls).errors
+
+
+class StaticCheck(NamedTuple):
+    """What :func:`check_workspace_static` found, and the objects it parsed on the way.
+
+    Attributes:
+        errors: The field errors (as :func:`validate_workspace_static` returns them).
+        workspace: ``obj`` parsed; None when it is not a valid Workspace.
+        previous: ``old`` parsed; None when not given, not valid, or ``obj`` did not parse.
+    """
+
+    errors: list[FieldError]
+    workspace: v1beta1.Workspace | None
+    previous: v1beta1.Workspace | None
+
+
+def check_workspace_static(
+    obj: Mapping[str, Any],
+    old: Mapping[str, Any] | None = None,
+    *,
+    allow_private_urls: bool = False,
+) -> StaticCheck:
+    """:func:`validate_workspace_static`, also returning the parsed objects.
+
+    For callers that add their own checks (``kaito_presets.validation``), so that they need not
+    parse ``obj`` and ``old`` a second time.
+    """
     errors: list[FieldError] = []
     workspace = _parse(obj, errors)
     if workspace is None:
-        return errors
+        return StaticCheck(errors, None, None)
     if not allow_private_urls:
         errors.extend(_private_url_errors(workspace))
-    if old is not None:
-        previous = _parse(old, [])
-        if previous is not None:
-            errors.extend(transition_errors(workspace, previous))
-    return errors
+    previous = None if old is None else _parse(old, [])
+    if previous is not None:
+        errors.extend(transition_errors(workspace, previous))
+    return StaticCheck(errors, workspace, previous)
 
 
 def _parse(obj: Mapping[str, Any], errors: list[FieldError]) -> v1beta1.Workspace | None:

@@ -66,7 +66,12 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kaito_presets._constants import GPU_MEMORY_UTILIZATION, RUNTIME_OVERHEAD_GIB, GiB
+from kaito_presets._constants import (
+    GPU_MEMORY_UTILIZATION,
+    RUNTIME_OVERHEAD_GIB,
+    GiB,
+    gpu_budget_gib,
+)
 from kaito_presets.errors import DoesNotFit
 from kaito_presets.presets import Dtype, Preset, Runtime, dtype_bytes, get_preset
 from kaito_presets.skus import Cloud, GpuSku, all_skus, get_sku, parse_compute_capability
@@ -251,7 +256,7 @@ class _Need:
 def _need(preset: Preset, sku: GpuSku, dtype: Dtype, layout: _Layout, context: int) -> _Need:
     weights = _weights_per_gpu(preset, dtype, layout.tp, layout.pp)
     kv_tok = _kv_bytes_per_token(preset, dtype, layout.tp, layout.pp)
-    budget = GPU_MEMORY_UTILIZATION * sku.usable_gpu_memory_gib
+    budget = gpu_budget_gib(sku)
     return _Need(
         weights=weights,
         kv=context * kv_tok / GiB,
@@ -290,7 +295,7 @@ def _plan_on(
         return None, [blocker]
     dtype, reasons = choose_dtype(preset, sku)
     context = _stated_context(preset, context_length)
-    budget = GPU_MEMORY_UTILIZATION * sku.usable_gpu_memory_gib
+    budget = gpu_budget_gib(sku)
     for layout in _layouts(preset, sku, runtime, max_nodes):
         need = _need(preset, sku, dtype, layout, context)
         if need.total > budget:
@@ -377,7 +382,7 @@ def _does_not_fit(
     dtype, _ = choose_dtype(preset, sku)
     context = _stated_context(preset, context_length)
     single = _need(preset, sku, dtype, _Layout(tp=1, pp=1, nodes=1, gpus_per_node=1), context)
-    budget = GPU_MEMORY_UTILIZATION * sku.usable_gpu_memory_gib
+    budget = gpu_budget_gib(sku)
     fits = [
         plan.sku.name
         for plan in fitting_plans(

@@ -7,6 +7,13 @@ GPU Feature Discovery (``nvidia.com/gpu.memory`` is MiB per GPU, product names u
 
 from __future__ import annotations
 
+from kaito_api.labels import (
+    GPU_RESOURCE_NAME,
+    LABEL_ACCELERATOR,
+    LABEL_ACCELERATOR_NVIDIA,
+    LABEL_INSTANCE_TYPE,
+    LABEL_OS,
+)
 from pydantic import BaseModel, ConfigDict
 
 from kaito_presets.skus import GpuSku
@@ -47,10 +54,10 @@ def gpu_node_shape(
     """Build the labels and capacity a real node of ``sku`` would report once GFD has run."""
     major, minor = sku.compute_capability_tuple
     labels = {
-        "node.kubernetes.io/instance-type": sku.name,
-        "kubernetes.io/os": "linux",
+        LABEL_INSTANCE_TYPE: sku.name,
+        LABEL_OS: "linux",
         "kubernetes.io/arch": "amd64",
-        "accelerator": "nvidia",
+        LABEL_ACCELERATOR: LABEL_ACCELERATOR_NVIDIA,
         "nvidia.com/gpu.present": "true",
         "nvidia.com/gpu.product": sku.gpu_product,
         "nvidia.com/gpu.count": str(sku.gpu_count),
@@ -62,7 +69,7 @@ def gpu_node_shape(
         "cpu": str(sku.cpu),
         "memory": _gib_quantity(sku.memory_gib),
         "pods": str(max_pods),
-        "nvidia.com/gpu": str(sku.gpu_count),
+        GPU_RESOURCE_NAME: str(sku.gpu_count),
         "ephemeral-storage": f"{ephemeral_storage_gib}Gi",
     }
     return NodeShape(labels=labels, capacity=capacity)

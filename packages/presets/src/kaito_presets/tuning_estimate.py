@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kaito_presets._constants import GPU_MEMORY_UTILIZATION, RUNTIME_OVERHEAD_GIB, GiB
+from kaito_presets._constants import RUNTIME_OVERHEAD_GIB, GiB, gpu_budget_gib
 from kaito_presets.errors import DoesNotFit, PresetsError
 from kaito_presets.presets import Dtype, Preset, TuningMethod, get_preset
 from kaito_presets.skus import GpuSku, get_sku, parse_compute_capability
@@ -154,7 +154,7 @@ def estimate_tuning(
     adapter = _adapter_gib(p, lora_rank)
     activations = _activations_gib(p, seq_len, batch_size)
     required = weights + adapter + activations + RUNTIME_OVERHEAD_GIB
-    available = GPU_MEMORY_UTILIZATION * s.usable_gpu_memory_gib
+    available = gpu_budget_gib(s)
     if required > available:
         hint = " (qlora needs about a third of lora's memory)" if tuning_method == "lora" else ""
         raise DoesNotFit(

@@ -33,12 +33,7 @@ from kaito_api.labels import (
     RUNTIME_VLLM,
 )
 from kaito_api.v1beta1 import Workspace
-from kaito_api.validation import (
-    FieldError,
-    WorkspaceInvalid,
-    parse_workspace,
-    validate_workspace_static,
-)
+from kaito_api.validation import FieldError, check_workspace_static
 
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
 from kaito_presets.estimator import estimate
@@ -91,19 +86,11 @@ def validate_workspace(
         nap_enabled: Nodes are auto-provisioned from ``resource.instanceType`` (False: the user
             brings labelled nodes).
     """
-    ws = _as_dict(ws)
-    old = None if old is None else _as_dict(old)
-    errors = list(validate_workspace_static(ws, old))
-    try:
-        new = parse_workspace(ws)
-    except WorkspaceInvalid:
+    errors, new, previous = check_workspace_static(
+        _as_dict(ws), None if old is None else _as_dict(old)
+    )
+    if new is None:
         return errors
-    previous: Workspace | None = None
-    if old is not None:
-        try:
-            previous = parse_workspace(old)
-        except WorkspaceInvalid:
-            previous = None
     errors.extend(_catalog_errors(new, previous, nap_enabled=nap_enabled))
     return errors
 
