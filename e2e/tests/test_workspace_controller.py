@@ -33,6 +33,7 @@ from kaito_controller.testing import ControllerProcess, free_port
 from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
 from kaito_e2e.dataplane import HostInvocation, host_invocation, write_files
 from kaito_e2e.kube import wait_until
+from kaito_gpu_provisioner.testing.e2e import get_json
 from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
 
 pytestmark = pytest.mark.e2e
@@ -41,11 +42,6 @@ QUICKSTART = REPO / "examples" / "quickstart"
 RELEASE = RELEASE_NS = "kaito-workspace"
 PROV_RELEASE = PROV_NS = "gpu-provisioner"
 Kubectl = Callable[..., Any]
-
-
-def get_json(kubectl: Kubectl, *args: str) -> dict[str, Any] | None:
-    out = kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(out.stdout) if out.returncode == 0 else None
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -140,7 +136,7 @@ def controller(stack: dict[str, Any]) -> Iterator[ControllerProcess]:
 def provisioner(
     stack: dict[str, Any], controller: ControllerProcess
 ) -> Iterator[ProvisionerProcess]:
-    env = {"KAITO_PROVISIONER_PROVIDER": "kwok", "KAITO_PROVISIONER_HEALTH_PORT": str(free_port())}
+    env = {"KAITO_PROVISIONER_PROVIDER": "kwok"}
     with ProvisionerProcess(
         env, kubeconfig=stack["provisioner_kubeconfig"], log_path=stack["work"] / "provisioner.log"
     ) as proc:

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from kaito_gpu_provisioner.claims import (
-    FINALIZER,
     GPU_RESOURCE,
     GROUP,
     INITIALIZED_LABEL,
@@ -221,10 +220,6 @@ def node_ready(node: Mapping[str, Any]) -> bool:
         if cond.get("type") == "Ready":
             return cond.get("status") == "True"
     return False
-
-
-def has_finalizer(body: Mapping[str, Any]) -> bool:
-    return FINALIZER in ((body.get("metadata") or {}).get("finalizers") or [])
 
 
 def _merged_taints(

@@ -260,7 +260,7 @@ class ArmServer:
                     self._state.puts[key[3]] += 1
             fault = self._take_fault(method, key[3], stage="sync")
         if fault is not None:
-            return self._fault_reply(fault, key, body)
+            return self._fault_reply(fault, body)
         if not key[3]:
             return (
                 self._list(match, key, query)
@@ -290,7 +290,7 @@ class ArmServer:
             return fault
         return None
 
-    def _fault_reply(self, fault: Fault, key: tuple[str, ...], body: bytes) -> _Reply:
+    def _fault_reply(self, fault: Fault, body: bytes) -> _Reply:
         status, code, template = FAULT_ERRORS[fault.kind]
         message = _fault_message(template, fault, self.location, body)
         headers = {"Retry-After": str(fault.retry_after)} if status in (429, 503) else {}
@@ -335,7 +335,7 @@ class ArmServer:
                 },
             }
             self._state.pools[key] = pool
-            op = self._new_operation("put", key, match["sub"])
+            op = self._new_operation("put", key)
             if lro_fault is not None:
                 _, code, template = FAULT_ERRORS[lro_fault.kind]
                 op.error = {
@@ -365,7 +365,7 @@ class ArmServer:
                     "Operation is not allowed: another operation is in progress.",
                 )
             pool["properties"]["provisioningState"] = "Deleting"
-            op = self._new_operation("delete", key, match["sub"])
+            op = self._new_operation("delete", key)
         self._schedule(op, match["sub"], match["cluster"])
         headers = self._op_headers(op, match["sub"])
         headers["Location"] = headers["Azure-AsyncOperation"].replace(
@@ -383,7 +383,7 @@ class ArmServer:
         body: dict[str, Any] = {"value": page}
         if skip + self.page_size < len(pools):
             token = skip + self.page_size
-            base = f"{self._public_url()}{self._base(match)}"
+            base = f"{self.url}{self._base(match)}"
             body["nextLink"] = f"{base}?api-version=2026-08-01&$skipToken={token}"
         return _Reply(200, body, {})
 
@@ -392,7 +392,7 @@ class ArmServer:
             op.key == key and op.status == "InProgress" for op in self._state.operations.values()
         )
 
-    def _new_operation(self, kind: str, key: tuple[str, str, str, str], sub: str) -> _Operation:
+    def _new_operation(self, kind: str, key: tuple[str, str, str, str]) -> _Operation:
         op = _Operation(
             id=str(uuid.uuid4()),
             kind=kind,
@@ -404,13 +404,10 @@ class ArmServer:
 
     def _op_headers(self, op: _Operation, sub: str) -> dict[str, str]:
         url = (
-            f"{self._public_url()}/subscriptions/{sub}/providers/Microsoft.ContainerService/"
+            f"{self.url}/subscriptions/{sub}/providers/Microsoft.ContainerService/"
             f"locations/{self.location}/operations/{op.id}?api-version=2016-03-30"
         )
         return {"Azure-AsyncOperation": url, "Retry-After": "1"}
-
-    def _public_url(self) -> str:
-        return self.url
 
     def _schedule(self, op: _Operation, sub: str, cluster: str) -> None:
         if self.operation_seconds <= 0:
@@ -461,7 +458,7 @@ class ArmServer:
             self._state.by_pool[op.key[3]] += 1
             fault = self._take_fault("GET", op.key[3], stage="sync")
         if fault is not None:
-            return self._fault_reply(fault, op.key, b"")
+            return self._fault_reply(fault, b"")
         if kind == "operationresults":
             return _Reply(
                 202 if op.status == "InProgress" else 204,
