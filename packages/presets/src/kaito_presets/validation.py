@@ -41,7 +41,7 @@ from kaito_presets.presets import Preset, Runtime, get_preset
 from kaito_presets.skus import GpuSku, all_skus, get_sku
 from kaito_presets.tuning_estimate import TuningNotSupported, estimate_tuning
 
-__all__ = ["FieldError", "runtime_of", "validate_workspace"]
+__all__ = ["FieldError", "catalog_errors", "runtime_of", "validate_workspace"]
 
 _INSTANCE_TYPE = "resource.instanceType"
 _RUNTIME_FIELD = f"metadata.annotations[{ANNOTATION_RUNTIME}]"
@@ -91,11 +91,13 @@ def validate_workspace(
     )
     if new is None:
         return errors
-    errors.extend(_catalog_errors(new, previous, nap_enabled=nap_enabled))
+    errors.extend(catalog_errors(new, previous, nap_enabled=nap_enabled))
     return errors
 
 
-def _catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -> list[FieldError]:
+def catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -> list[FieldError]:
+    """The checks of :func:`validate_workspace` that need the catalog, on already parsed
+    Workspaces that passed the static checks (``kaito_api.validation.check_workspace_static``)."""
     errors: list[FieldError] = []
     try:
         runtime = runtime_of(ws)

@@ -11,28 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kaito_api.validation import validate_workspace_static
+from kaito_api.validation import check_workspace_static
 
 
 def admission_errors(
     body: Mapping[str, Any], old: Mapping[str, Any] | None, *, nap_enabled: bool
 ) -> list[str]:
     """Every reason to refuse ``body`` (empty when it is admissible)."""
-    errors = validate_workspace_static(body, old)
-    if errors:
+    errors, workspace, previous = check_workspace_static(body, old)
+    if errors or workspace is None:
         return [str(e) for e in errors]
-    return [str(e) for e in _catalog_errors(body, old, nap_enabled=nap_enabled)]
+    from kaito_presets.validation import catalog_errors
 
-
-def _catalog_errors(
-    body: Mapping[str, Any], old: Mapping[str, Any] | None, *, nap_enabled: bool
-) -> list[object]:
-    from kaito_api.validation import parse_workspace
-    from kaito_presets.validation import validate_workspace
-
-    ws = parse_workspace(body)
-    previous = parse_workspace(old) if old else None
-    return list(validate_workspace(ws, previous, nap_enabled=nap_enabled))
+    return [str(e) for e in catalog_errors(workspace, previous, nap_enabled=nap_enabled)]
 
 
 def denial_message(errors: list[str]) -> str:
