@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
@@ -71,17 +72,24 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A directory served over HTTP on loopback: (directory, base URL)."""
-    root = tmp_path / "www"
-    root.mkdir()
+@contextlib.contextmanager
+def serve_directory(root: Path) -> Iterator[str]:
+    """Serve `root` over HTTP on loopback while the block runs; yields the base URL."""
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on loopback: (directory, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    with serve_directory(root) as base_url:
+        yield root, base_url

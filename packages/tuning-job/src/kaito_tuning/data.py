@@ -30,8 +30,13 @@ logger = logging.getLogger(__name__)
 
 Format = Literal["messages", "prompt_completion", "text"]
 ROLES = ("system", "user", "assistant", "tool")
-_KIND_BY_SUFFIX = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
-_KIND_BY_SUFFIX[".txt"] = "text"
+_KIND_BY_SUFFIX = {
+    ".parquet": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".txt": "text",
+}
 
 
 @dataclass(frozen=True)
@@ -68,10 +73,7 @@ def resolve_data_files(
     if path.is_file():
         return [path]
     if path.is_dir():
-        files = data_files_in(path)
-        if not files:
-            raise DataError(f"reading dataset: no {', '.join(DATA_SUFFIXES)} files under {path}")
-        return pick_data_files(files, path)
+        return pick_data_files(data_files_in(path), path)
     raise DataError(f"reading dataset: {path} does not exist")
 
 
@@ -79,9 +81,10 @@ def pick_data_files(files: Sequence[Path], directory: Path) -> list[Path]:
     """The files of one type from a directory: the first present of parquet, jsonl, json, csv, txt.
 
     Dataset images and volumes often carry a metadata `.json` or a `.txt` licence next to the
-    data; the most structured type wins and the rest is logged as ignored.
+    data; the most structured type wins (DATA_SUFFIXES is in that order) and the rest is logged
+    as ignored.
     """
-    for suffix in (".parquet", ".jsonl", ".json", ".csv", ".txt"):
+    for suffix in DATA_SUFFIXES:
         chosen = [p for p in files if p.suffix.lower() == suffix]
         if chosen:
             ignored = [p.name for p in files if p not in chosen]

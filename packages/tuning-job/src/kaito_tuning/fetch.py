@@ -25,6 +25,7 @@ from kaito_tuning.errors import DEFAULT_TERMINATION_LOG, InputFetchError, report
 
 logger = logging.getLogger(__name__)
 
+# Most structured first: a directory holding several types is read as the first one present.
 DATA_SUFFIXES = (".parquet", ".jsonl", ".json", ".csv", ".txt")
 DEFAULT_MAX_BYTES = 20 * 1024**3  # 20 GiB: far above any LoRA set, low enough to catch mistakes
 _RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})

@@ -16,7 +16,7 @@ from kaito_tuning.train import SENTINEL_FILE, TrainOutcome, run
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from ..conftest import chat_rows, write_jsonl, write_parquet
+from ..conftest import chat_rows, serve_directory, write_jsonl, write_parquet
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -42,37 +42,25 @@ def trained(
     tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[TrainOutcome, _Snapshot]:
     # A repetitive chat set served over HTTP from loopback, as a Workspace's input.urls.
-    import functools
-    import http.server
-    import threading
-
     root = tmp_path_factory.mktemp("www")
     write_parquet(root / "train.parquet", chat_rows(repeat=8))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/train.parquet?download=true"
-    cfg = build_config(
-        {
-            "ModelConfig": {"pretrained_model_name_or_path": str(tiny_model_dir)},
-            "DatasetConfig": {"dataset_path": url},
-            "TrainingArguments": {
-                "output_dir": str(tmp_path_factory.mktemp("out")),
-                "max_steps": 16,
-                "per_device_train_batch_size": 4,
-                "learning_rate": 2e-2,
-                "logging_steps": 2,
+    with serve_directory(root) as base_url:
+        cfg = build_config(
+            {
+                "ModelConfig": {"pretrained_model_name_or_path": str(tiny_model_dir)},
+                "DatasetConfig": {"dataset_path": f"{base_url}/train.parquet?download=true"},
+                "TrainingArguments": {
+                    "output_dir": str(tmp_path_factory.mktemp("out")),
+                    "max_steps": 16,
+                    "per_device_train_batch_size": 4,
+                    "learning_rate": 2e-2,
+                    "logging_steps": 2,
+                },
             },
-        },
-        {"method": "lora"},
-    )
-    snapshot = _Snapshot()
-    try:
+            {"method": "lora"},
+        )
+        snapshot = _Snapshot()
         outcome = run(cfg, callbacks=(snapshot,))
-    finally:
-        server.shutdown()
-        server.server_close()
     return outcome, snapshot
 
 
