@@ -14,9 +14,16 @@ from unittest.mock import MagicMock
 import pytest
 from kaito_inference.app import create_app
 from kaito_inference.backends.base import AdapterSpec, GenerationStats
-from kaito_inference.backends.vllm import VllmApi, VllmBackend, VllmEngine, engine_kwargs
-from kaito_inference.config import ServerConfig
-from kaito_inference.errors import BackendUnavailable, ModelNotFound
+from kaito_inference.backends.vllm import (
+    VllmApi,
+    VllmBackend,
+    VllmEngine,
+    engine_kwargs,
+    lora_engine_args,
+    lora_rank_for,
+)
+from kaito_inference.config import ConfigError, ServerConfig
+from kaito_inference.errors import BackendUnavailable, InvalidAdapter, ModelNotFound
 from kaito_inference.schemas import CompletionRequest
 
 from .conftest import make_adapter, running
@@ -118,10 +125,70 @@ def test_engine_kwargs_carry_preset_settings_and_passthrough() -> None:
     assert (kw["max_model_len"], kw["tensor_parallel_size"]) == (4096, 2)
     assert (kw["gpu_memory_utilization"], kw["dtype"]) == (0.84, "bfloat16")
     assert kw["trust_remote_code"] is True
-    assert kw["enable_lora"] is True
-    assert kw["max_lora_rank"] == 16  # passthrough wins over our default
-    assert kw["enforce_eager"] is True
+    assert kw["max_lora_rank"] == 16 and kw["enforce_eager"] is True  # passed through
+    assert "enable_lora" not in kw  # no adapters: LoRA stays off
     assert "max_model_len" not in engine_kwargs(ServerConfig(model="m"))
+
+
+def _adapter(path: Path, config: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "adapter_config.json").write_text(config)
+    return path
+
+
+def test_lora_is_sized_from_the_adapters(tmp_path: Path) -> None:
+    small = _adapter(tmp_path / "a", '{"r": 4}')
+    big = _adapter(tmp_path / "b", '{"r": 8, "rank_pattern": {"q_proj": 24}}')
+    kw = engine_kwargs(ServerConfig(model="m"), [small, big])
+    # two adapters, largest rank 24 -> vLLM's next allowed max_lora_rank, 32
+    assert (kw["enable_lora"], kw["max_loras"], kw["max_lora_rank"]) == (True, 2, 32)
+    # The plan's enable_lora: false (no LoRA layers in vLLM for the model) wins over adapters.
+    off = ServerConfig(model="m", vllm_engine_args={"enable_lora": False})
+    assert engine_kwargs(off, [small])["enable_lora"] is False
+    assert "max_loras" not in engine_kwargs(off, [small])
+    # Run-time loading only: on, with room for a rank-64 adapter.
+    assert lora_engine_args({"enable_lora": True}, []) == {
+        "enable_lora": True,
+        "max_loras": 1,
+        "max_lora_rank": 64,
+    }
+
+
+@pytest.mark.parametrize(("rank", "allowed"), [(1, 1), (2, 8), (8, 8), (65, 128), (300, 320)])
+def test_rank_rounds_up_to_what_vllm_accepts(rank: int, allowed: int) -> None:
+    assert lora_rank_for(rank) == allowed
+
+
+def test_bad_adapters_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="LoRA rank 1024 exceeds the largest max_lora_rank"):
+        lora_engine_args({}, [_adapter(tmp_path / "huge", '{"r": 1024}')])
+    with pytest.raises(ConfigError, match="adapter norank: .* has no positive integer 'r'"):
+        lora_engine_args({}, [_adapter(tmp_path / "norank", '{"peft_type": "LORA"}')])
+    with pytest.raises(ConfigError, match="adapter broken: cannot read"):
+        lora_engine_args({}, [_adapter(tmp_path / "broken", "{not json")])
+
+
+async def test_start_enables_lora_for_mounted_adapters(
+    fake_api: tuple[VllmApi, FakeEngine, MagicMock], tmp_path: Path
+) -> None:
+    api, _, engine_args = fake_api
+    make_adapter(tmp_path / "adapters" / "ad")  # r = 4
+    (tmp_path / "adapters" / "notes.txt").write_text("not an adapter")
+    backend = VllmBackend(ServerConfig(model="/w", adapters_dir=tmp_path / "adapters"), api=api)
+    await backend.start()
+    kwargs = engine_args.call_args.kwargs
+    assert (kwargs["enable_lora"], kwargs["max_loras"], kwargs["max_lora_rank"]) == (True, 1, 8)
+
+
+async def test_loading_an_adapter_with_lora_off_is_refused(
+    fake_api: tuple[VllmApi, FakeEngine, MagicMock], tmp_path: Path
+) -> None:
+    api, engine, _ = fake_api
+    backend = VllmBackend(ServerConfig(model="/w", adapters_dir=tmp_path / "none"), api=api)
+    await backend.start()
+    with pytest.raises(InvalidAdapter, match=r"LoRA is off .* vllm_engine_args: \{enable_lora"):
+        await backend.load_adapter(AdapterSpec("a", make_adapter(tmp_path / "a")))
+    assert engine.loras == {}
 
 
 async def test_missing_extra_names_it() -> None:
@@ -137,7 +204,12 @@ async def test_chat_through_the_app(
     tmp_path: Path,
 ) -> None:
     api, engine, engine_args = fake_api
-    cfg = fake_config(backend="vllm", model="/weights", max_model_len=128)
+    cfg = fake_config(
+        backend="vllm",
+        model="/weights",
+        max_model_len=128,
+        vllm_engine_args={"enable_lora": True},  # run-time adapters below
+    )
     backend = VllmBackend(cfg, api=api)
     async with running(create_app(cfg, backend)) as c:
         assert engine_args.call_args.kwargs["model"] == "/weights"
@@ -201,7 +273,8 @@ async def test_replacing_an_adapter_swaps_ids(
     fake_api: tuple[VllmApi, FakeEngine, MagicMock], tmp_path: Path
 ) -> None:
     api, engine, _ = fake_api
-    backend = VllmBackend(ServerConfig(model="/weights"), api=api)
+    cfg = ServerConfig(model="/weights", vllm_engine_args={"enable_lora": True})
+    backend = VllmBackend(cfg, api=api)
     await backend.start()
     await backend.load_adapter(AdapterSpec("a", tmp_path))
     await backend.load_adapter(AdapterSpec("a", tmp_path / "v2"))

@@ -241,13 +241,36 @@ def _server_config(client: MemoryKubeClient) -> dict[str, Any]:
     return yaml.safe_load(cm["data"]["inference_config.yaml"])
 
 
-async def test_server_config_carries_the_estimators_plan(
+async def test_v100_quick_start_runs_transformers_in_the_cuda12_image(
     world: tuple[MemoryKubeClient, Reconciler],
 ) -> None:
-    """phi-3-mini on one V100: vLLM, float16, and the memory fraction the plan was sized for
+    """phi-3-mini on one V100: the vLLM image is a CUDA 13 build without sm_70, so the plan is
+    transformers in kaito-inference-cu12, next to the configured image (same registry, tag)."""
+    client, rec = world
+    await rec.reconcile(NS, NAME)
+    provision(client)
+    await rec.reconcile(NS, NAME)
+    cfg = _server_config(client)
+    assert (cfg["backend"], cfg["dtype"], cfg["max_model_len"]) == ("transformers", "float16", 4096)
+    assert "gpu_memory_utilization" not in cfg and "vllm_engine_args" not in cfg
+    assert cfg["model"] == "microsoft/Phi-3-mini-4k-instruct"
+    dep = client.find("Deployment", NAME, NS)
+    assert dep is not None
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "ghcr.io/kaito-py/kaito-inference-cu12:0.1.0"
+
+
+async def test_server_config_carries_the_estimators_plan(
+    example: Callable[..., dict[str, Any]], settings: ControllerSettings
+) -> None:
+    """phi-3-mini on one T4: vLLM, float16, and the memory fraction the plan was sized for
     (an unset fraction lets the server fall back to its own default, for which the plan's
     max_model_len may not fit)."""
-    client, rec = world
+    client = MemoryKubeClient()
+    ws = example("phi-3-mini-inference.yaml")
+    ws["resource"]["instanceType"] = "Standard_NC4as_T4_v3"
+    client.put(ws)
+    rec = Reconciler(client, settings, PresetsCatalog(), clock=lambda: NOW)
     await rec.reconcile(NS, NAME)
     provision(client)
     await rec.reconcile(NS, NAME)
@@ -258,6 +281,9 @@ async def test_server_config_carries_the_estimators_plan(
     assert cfg["max_model_len"] == 4096
     assert cfg["tensor_parallel_size"] == 1
     assert cfg["model"] == "microsoft/Phi-3-mini-4k-instruct"
+    dep = client.find("Deployment", NAME, NS)
+    assert dep is not None
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == settings.inference_image
 
 
 async def test_model_override_swaps_weights_and_drops_vllm_only_keys(
@@ -282,5 +308,8 @@ async def test_model_override_swaps_weights_and_drops_vllm_only_keys(
     assert "gpu_memory_utilization" not in cfg and "tensor_parallel_size" not in cfg
     dep = client.find("Deployment", NAME, NS)
     assert dep is not None
-    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
     assert args[args.index("--model") + 1] == "/opt/kaito/tiny-model"
+    # A smoke run keeps the configured image although the V100 plan names the CUDA 12 one.
+    assert container["image"] == settings.inference_image

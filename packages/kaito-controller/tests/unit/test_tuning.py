@@ -75,6 +75,8 @@ async def test_job_follows_the_tuning_image_contract(
     main = pod["containers"][0]
     args = main["args"]
     assert main["command"] == ["kaito-tune"]
+    # The quick start's V100: the CUDA 13 tuning image has no sm_70, the CUDA 12 one does.
+    assert main["image"] == "ghcr.io/kaito-py/kaito-tuning-cu12:0.1.0"
     assert args[args.index("--method") + 1] == "qlora"
     assert args[args.index("--push-image") + 1] == "registry.local:5000/phi-3-adapter:0.0.1"
     assert args[args.index("--docker-config") + 1] == "/mnt/registry/config.json"

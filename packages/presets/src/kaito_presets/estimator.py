@@ -40,12 +40,15 @@ Layouts tried, smallest first:
 holds, ``floor((B - O - w(t, p)) * 2^30 / kv(t, p))``, rounded down to a multiple of 1024, capped
 at the model's limit and never below C.
 
-Runtime and dtype, when not forced: vLLM if the preset supports it and the GPU meets vLLM's
-compute capability floor (7.0), else transformers (floor 6.0). bfloat16 on GPUs that have it;
-otherwise float16, or float32 for models that overflow in float16 (Gemma 3). Every such choice
-adds a sentence to ``GpuPlan.reasons`` so a V100 gets a working fp16 plan with an explanation
-instead of a pod that crash-loops on "Bfloat16 is only supported on GPUs with compute capability
-of at least 8.0".
+Runtime, image and dtype, when not forced: vLLM if the preset supports it and a vLLM image has
+kernels for the GPU (``kaito_presets.images``: measured from each image's built environment),
+else transformers in the first transformers image that has them. The vLLM image is a CUDA 13
+build (sm_75 and up), so a V100 (sm_70) is served by transformers from ``kaito-inference-cu12``;
+a GPU no image supports (P100, K80) gets ``DoesNotFit`` naming the missing kernels. bfloat16 on
+GPUs that have it; otherwise float16, or float32 for models that overflow in float16 (Gemma 3).
+Every such choice adds a sentence to ``GpuPlan.reasons`` so a V100 gets a working plan with an
+explanation instead of a pod that crash-loops on "no kernel image is available for execution on
+the device" or "Bfloat16 is only supported on GPUs with compute capability of at least 8.0".
 
 Differences from KAITO's estimator (reference §3.5 and §2.13, upstream issues #1838, #2302,
 #1956): GPU memory is per GPU from the driver, never a node total divided again or the marketed
@@ -54,8 +57,8 @@ budget divisor (KAITO's 0.84 and both factors stack up to two NC48ads_A100_v4 no
 llama-3.3-70b and gpt-oss-120b, which fit on one); the KV cache is split by tensor *and*
 pipeline parallelism with replicated KV heads counted; the pipeline stage holding the
 embedding or lm_head is sized as such; tensor-parallel sizes that vLLM would reject
-(falcon-7b's 71 heads) are never produced; SKUs below a runtime's compute capability floor or
-without bfloat16 get a fallback instead of being unknown or crash-looping.
+(falcon-7b's 71 heads) are never produced; GPUs an image has no kernels for, or without
+bfloat16, get a fallback instead of being unknown or crash-looping.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ from kaito_presets._constants import (
     gpu_budget_gib,
 )
 from kaito_presets.errors import DoesNotFit
+from kaito_presets.images import RuntimeImage, inference_image_for
 from kaito_presets.presets import Dtype, Preset, Runtime, dtype_bytes, get_preset
 from kaito_presets.skus import Cloud, GpuSku, all_skus, get_sku, parse_compute_capability
 from kaito_presets.tuning_estimate import TuningPlan, estimate_tuning
@@ -82,7 +86,6 @@ __all__ = [
     "DEFAULT_MAX_NODES",
     "GPU_MEMORY_UTILIZATION",
     "MAX_MODEL_LEN_STEP",
-    "RUNTIME_MIN_COMPUTE_CAPABILITY",
     "RUNTIME_OVERHEAD_GIB",
     "GpuPlan",
     "TuningPlan",
@@ -96,9 +99,6 @@ __all__ = [
 DEFAULT_CONTEXT_TOKENS = 4096
 MAX_MODEL_LEN_STEP = 1024
 DEFAULT_MAX_NODES = 8
-# vLLM documents compute capability 7.0 (V100) as its floor. The transformers image uses PyTorch
-# CUDA 12 wheels that still carry Pascal (6.0) kernels. Kepler (K80, 3.7) runs neither.
-RUNTIME_MIN_COMPUTE_CAPABILITY: dict[Runtime, str] = {"vllm": "7.0", "transformers": "6.0"}
 _RUNTIME_LABEL: dict[Runtime, str] = {"vllm": "vLLM", "transformers": "transformers"}
 
 
@@ -110,6 +110,7 @@ class GpuPlan(BaseModel):
     preset: str
     sku: GpuSku
     runtime: Runtime
+    image: str = Field(description="Runtime image name (kaito_presets.images) that serves it.")
     dtype: Dtype
     gpus_per_node: int = Field(description="GPUs each pod requests (t * data-parallel size).")
     node_count: int
@@ -159,24 +160,24 @@ def choose_dtype(preset: Preset, sku: GpuSku) -> tuple[Dtype, list[str]]:
     ]
 
 
-def _cc_blocker(preset: Preset, sku: GpuSku, runtime: Runtime) -> str | None:
-    cc = sku.compute_capability_tuple
-    floor = RUNTIME_MIN_COMPUTE_CAPABILITY[runtime]
+def _runtime_image(
+    preset: Preset, sku: GpuSku, runtime: Runtime
+) -> tuple[RuntimeImage | None, list[str]]:
+    """The image that serves ``preset`` with ``runtime`` on ``sku``, or None and why not."""
     if runtime not in preset.runtimes:
-        return f"{preset.name} does not support the {runtime} runtime"
-    if cc < parse_compute_capability(floor):
-        return (
-            f"{_RUNTIME_LABEL[runtime]} needs compute capability >= {floor}, "
-            f"{sku.gpu_model} has {sku.compute_capability}"
-        )
+        return None, [f"{preset.name} does not support the {runtime} runtime"]
+    cc = sku.compute_capability_tuple
     if preset.min_compute_capability and cc < parse_compute_capability(
         preset.min_compute_capability
     ):
-        return (
+        return None, [
             f"{preset.name} ({preset.quantization or 'its kernels'}) needs compute capability >= "
             f"{preset.min_compute_capability}, {sku.gpu_model} has {sku.compute_capability}"
-        )
-    return None
+        ]
+    image, why = inference_image_for(runtime, sku)
+    if image is None:
+        return None, [f"{_RUNTIME_LABEL[runtime]}: {reason}" for reason in why]
+    return image, []
 
 
 def _valid_tp(preset: Preset, tp: int, gpu_count: int) -> bool:
@@ -290,9 +291,9 @@ def _plan_on(
     preset: Preset, sku: GpuSku, runtime: Runtime, context_length: int | None, max_nodes: int
 ) -> tuple[GpuPlan | None, list[str]]:
     """The first fitting layout for one runtime, or None and why not."""
-    blocker = _cc_blocker(preset, sku, runtime)
-    if blocker:
-        return None, [blocker]
+    image, blockers = _runtime_image(preset, sku, runtime)
+    if image is None:
+        return None, blockers
     dtype, reasons = choose_dtype(preset, sku)
     context = _stated_context(preset, context_length)
     budget = gpu_budget_gib(sku)
@@ -304,6 +305,7 @@ def _plan_on(
             preset=preset.name,
             sku=sku,
             runtime=runtime,
+            image=image.name,
             dtype=dtype,
             gpus_per_node=layout.gpus_per_node,
             node_count=layout.nodes,
@@ -365,7 +367,7 @@ def estimate(
     for candidate in runtimes:
         plan, reasons = _plan_on(p, s, candidate, context_length, max_nodes)
         if plan is not None:
-            fallback = [f"{r}; using {candidate}" for r in why_not]
+            fallback = [f"{r}; using {candidate} ({plan.image})" for r in why_not]
             return plan.model_copy(update={"reasons": fallback + plan.reasons})
         why_not.extend(reasons)
     raise _does_not_fit(p, s, runtime, context_length, max_nodes, why_not)
@@ -393,14 +395,22 @@ def _does_not_fit(
             max_nodes=max_nodes,
         )
     ][:3]
-    message = (
-        f"{preset.name} does not fit on {sku.name}: it needs {single.total:.1f} GiB of GPU "
-        f"memory ({single.weights:.1f} GiB {dtype} weights + {single.kv:.1f} GiB KV cache for "
-        f"{context} tokens + {RUNTIME_OVERHEAD_GIB} GiB runtime overhead, before splitting over "
-        f"GPUs), and {sku.name} has {sku.gpu_count} x {sku.usable_gpu_memory_gib:.1f} GiB "
-        f"{sku.gpu_model} ({budget:.1f} GiB usable per GPU at {GPU_MEMORY_UTILIZATION:.0%}); "
-        + "; ".join(why_not)
-    )
+    runtimes: tuple[Runtime, ...] = (runtime,) if runtime else ("vllm", "transformers")
+    if all(_runtime_image(preset, sku, r)[0] is None for r in runtimes):
+        # Nothing got as far as sizing: the GPU, not its memory, is the problem.
+        message = (
+            f"{preset.name} cannot run on {sku.name} ({sku.gpu_count} x {sku.gpu_model}, "
+            f"compute capability {sku.compute_capability}): " + "; ".join(why_not)
+        )
+    else:
+        message = (
+            f"{preset.name} does not fit on {sku.name}: it needs {single.total:.1f} GiB of GPU "
+            f"memory ({single.weights:.1f} GiB {dtype} weights + {single.kv:.1f} GiB KV cache "
+            f"for {context} tokens + {RUNTIME_OVERHEAD_GIB} GiB runtime overhead, before "
+            f"splitting over GPUs), and {sku.name} has {sku.gpu_count} x "
+            f"{sku.usable_gpu_memory_gib:.1f} GiB {sku.gpu_model} ({budget:.1f} GiB usable per "
+            f"GPU at {GPU_MEMORY_UTILIZATION:.0%}); " + "; ".join(why_not)
+        )
     message += f"; instance types that fit: {', '.join(fits)}" if fits else "; no SKU fits"
     return DoesNotFit(
         message,

@@ -5,7 +5,11 @@ pipeline stages or data-parallel replicas; the server has to get all of them, or
 to start (KV cache smaller than max_model_len) or runs out of memory (a pipeline collapsed onto
 one GPU). Building the keys here keeps that coupling in the package that owns the numbers.
 Keys are those of ``kaito_inference.config.ServerConfig`` (see packages/inference-server/README.md);
-vLLM engine arguments the server has no key for go under ``vllm_engine_args``.
+vLLM engine arguments the server has no key for go under ``vllm_engine_args``. LoRA is left to
+the server (on when adapters are mounted, sized from them) except for presets vLLM has no LoRA
+layers for, which get ``enable_lora: false``. Plans are single-node (``kaito_presets.serving``),
+so no distributed executor is named: vLLM runs pipeline stages on one node with its own
+multiprocessing workers.
 """
 
 from __future__ import annotations
@@ -53,7 +57,12 @@ def inference_server_config(
     if plan.data_parallel_size > 1:
         engine["data_parallel_size"] = plan.data_parallel_size
     if plan.node_count > 1:
-        engine["distributed_executor_backend"] = "ray"
+        raise ValueError(
+            f"{plan.preset}: a {plan.node_count}-node plan cannot be served yet; plan with "
+            "kaito_presets.serving.plan_inference"
+        )
+    if not preset.supports_lora:
+        engine["enable_lora"] = False
     for key in ("tokenizer_mode", "config_format", "load_format"):
         value = getattr(preset.vllm, key)
         if value:

@@ -23,9 +23,11 @@ s = sequence length, n = batch size, r = LoRA rank)::
                           their gradient)
     overhead       RUNTIME_OVERHEAD_GIB (CUDA context, allocator slack)
 
-The job fits when the sum is within ``GPU_MEMORY_UTILIZATION * M`` of one GPU. Tuning needs
-compute capability >= 7.0 (bitsandbytes 4-bit kernels and current PyTorch) and trains in
-bfloat16, or float16 with loss scaling on GPUs without bfloat16 (V100, T4).
+The job fits when the sum is within ``GPU_MEMORY_UTILIZATION * M`` of one GPU. It runs in the
+first tuning image whose torch (and, for qlora, bitsandbytes) has kernels for the GPU
+(``kaito_presets.images``, measured from the built environments): ``kaito-tuning`` (CUDA 13)
+from Turing up, ``kaito-tuning-cu12`` on Volta. It trains in bfloat16, or float16 with loss
+scaling on GPUs without bfloat16 (V100, T4).
 """
 
 from __future__ import annotations
@@ -34,21 +36,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kaito_presets._constants import RUNTIME_OVERHEAD_GIB, GiB, gpu_budget_gib
 from kaito_presets.errors import DoesNotFit, PresetsError
+from kaito_presets.images import tuning_image_for
 from kaito_presets.presets import Dtype, Preset, TuningMethod, get_preset
-from kaito_presets.skus import GpuSku, get_sku, parse_compute_capability
+from kaito_presets.skus import GpuSku, get_sku
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LORA_RANK",
     "DEFAULT_SEQ_LEN",
     "NF4_BITS_PER_PARAM",
-    "TUNING_MIN_COMPUTE_CAPABILITY",
     "TuningNotSupported",
     "TuningPlan",
     "estimate_tuning",
 ]
 
-TUNING_MIN_COMPUTE_CAPABILITY = "7.0"
 NF4_BITS_PER_PARAM = 4 + 8 / 64 + 32 / (64 * 256)  # = 4.127
 DEFAULT_SEQ_LEN = 1024  # TRL SFTConfig's default max_length
 DEFAULT_BATCH_SIZE = 1  # KAITO's default template: per_device_train_batch_size 1
@@ -70,6 +71,7 @@ class TuningPlan(BaseModel):
     preset: str
     sku: GpuSku
     method: TuningMethod
+    image: str = Field(description="Tuning image name (kaito_presets.images) that runs it.")
     dtype: Dtype = Field(description="Compute dtype (bnb_4bit_compute_dtype / mixed precision).")
     gpus_per_node: int
     node_count: int = 1
@@ -106,12 +108,14 @@ def _activations_gib(preset: Preset, seq_len: int, batch_size: int) -> float:
     return batch_size * seq_len * per_token / GiB
 
 
+def _tuning_image(sku: GpuSku, method: TuningMethod) -> tuple[str, list[str]]:
+    image, why = tuning_image_for(sku, method)
+    if image is None:
+        raise DoesNotFit(f"{method} tuning cannot run on {sku.name}: " + "; ".join(why))
+    return image.name, [f"{reason}; tuning with {image.name}" for reason in why]
+
+
 def _tuning_dtype(preset: Preset, sku: GpuSku) -> tuple[Dtype, list[str]]:
-    if sku.compute_capability_tuple < parse_compute_capability(TUNING_MIN_COMPUTE_CAPABILITY):
-        raise DoesNotFit(
-            f"tuning needs compute capability >= {TUNING_MIN_COMPUTE_CAPABILITY}, "
-            f"{sku.name}'s {sku.gpu_model} has {sku.compute_capability}"
-        )
     if sku.supports_bf16:
         return "bfloat16", []
     if not preset.fp16_safe:
@@ -149,7 +153,9 @@ def estimate_tuning(
             f"{p.name} does not support {method!r} tuning (supported methods: {supported})"
         )
     tuning_method: TuningMethod = "qlora" if m == "qlora" else "lora"
+    image, image_reasons = _tuning_image(s, tuning_method)
     dtype, reasons = _tuning_dtype(p, s)
+    reasons = image_reasons + reasons
     weights = _weights_gib(p, tuning_method)
     adapter = _adapter_gib(p, lora_rank)
     activations = _activations_gib(p, seq_len, batch_size)
@@ -169,6 +175,7 @@ def estimate_tuning(
         preset=p.name,
         sku=s,
         method=tuning_method,
+        image=image,
         dtype=dtype,
         gpus_per_node=s.gpu_count,
         seq_len=seq_len,

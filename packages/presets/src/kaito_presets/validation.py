@@ -10,7 +10,12 @@ field to fix (JSON path, camelCase, as in YAML).
 Rules that differ from KAITO on purpose:
 
 * Every SKU is checked against the catalog, also for vLLM (KAITO skips the memory check for
-  NAP + vLLM, and lets any unknown ``Standard_N*`` name through to fail later in the estimator).
+  NAP + vLLM, and lets any unknown ``Standard_N*`` name through to fail later in the estimator),
+  and against the runtime images: a GPU no image has kernels for (P100, K80; vLLM forced on a
+  V100) is refused on ``resource.instanceType`` with the missing kernels named.
+* A preset that fits the instance type only on several nodes is refused with the plan it would
+  need (multi-node inference is not supported yet, ``kaito_presets.serving``); KAITO accepts it
+  and starts a Ray cluster.
 * ``strength`` is accepted under vLLM too (KAITO refuses any strength there): the inference
   server scales the adapter's ``lora_B`` weights into a copy before registering it.
 * Tuning support and tuning memory are checked (KAITO checks neither).
@@ -36,8 +41,8 @@ from kaito_api.v1beta1 import Workspace
 from kaito_api.validation import FieldError, check_workspace_static
 
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
-from kaito_presets.estimator import estimate
 from kaito_presets.presets import Preset, Runtime, get_preset
+from kaito_presets.serving import plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
 from kaito_presets.tuning_estimate import TuningNotSupported, estimate_tuning
 
@@ -109,7 +114,7 @@ def catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -
     if preset is None:
         return errors
     if ws.inference is not None:
-        errors.extend(_inference_errors(ws, preset, runtime))
+        errors.extend(_inference_errors(ws, preset, _planned_runtime(preset, sku, runtime)))
     if ws.tuning is not None:
         method_errors = _tuning_method_errors(ws, preset)
         errors.extend(method_errors)
@@ -167,6 +172,17 @@ def _preset(ws: Workspace, errors: list[FieldError]) -> Preset | None:
         return None
 
 
+def _planned_runtime(preset: Preset, sku: GpuSku | None, runtime: Runtime | None) -> Runtime | None:
+    """The runtime the Workspace will be served with: forced, else what the plan picks for the
+    SKU (a V100 gets transformers), else None (unknown: vLLM when the preset supports it)."""
+    if runtime is not None or sku is None:
+        return runtime
+    try:
+        return plan_inference(preset, sku).runtime
+    except DoesNotFit:
+        return None  # reported by _fit_errors
+
+
 def _inference_errors(ws: Workspace, preset: Preset, runtime: Runtime | None) -> list[FieldError]:
     assert ws.inference is not None
     errors: list[FieldError] = []
@@ -192,7 +208,7 @@ def _inference_errors(ws: Workspace, preset: Preset, runtime: Runtime | None) ->
 
 
 def _adapter_errors(index: int, preset: Preset, runtime: Runtime | None) -> list[FieldError]:
-    vllm = runtime in (None, "vllm") and "vllm" in preset.runtimes
+    vllm = runtime == "vllm" or (runtime is None and "vllm" in preset.runtimes)
     errors: list[FieldError] = []
     if vllm and not preset.supports_lora:
         errors.append(
@@ -258,7 +274,7 @@ def _fit_errors(
     if runtime is not None and runtime not in preset.runtimes:
         return []  # already reported on the annotation
     try:
-        estimate(preset, sku, runtime=runtime)
+        plan_inference(preset, sku, runtime=runtime)
     except DoesNotFit as err:
         return [FieldError(_INSTANCE_TYPE, str(err))]
     return []

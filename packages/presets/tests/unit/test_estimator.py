@@ -3,6 +3,8 @@
 Shared numbers: u = 0.90, O = 2.3 GiB, GiB = 2^30 bytes.
 V100 16 GB reports 16160 MiB -> M = 15.78125 GiB, B = 14.203125 GiB.
 T4 reports 15360 MiB -> M = 15.0, B = 13.5. A100 80 GB reports 81920 MiB -> M = 80, B = 72.
+Images (catalog/images.measured.yaml): kaito-inference (vLLM, CUDA 13) has kernels from sm_75,
+kaito-inference-cu12 (transformers, CUDA 12.8) from sm_70; neither has sm_60 or sm_37.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import pytest
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
 from kaito_presets.estimator import cheapest_fitting_sku, estimate, fitting_plans
+from kaito_presets.images import get_image
 
 GIB = 2**30
 V100_B = 0.9 * 16160 / 1024  # 14.203125
@@ -27,9 +30,17 @@ A100_B = 0.9 * 81920 / 1024  # 72.0
         ("phi-3-mini-128k-instruct", 12288),
     ],
 )
-def test_quickstart_phi3_mini_on_nc6s_v3_is_fp16_vllm(preset: str, max_model_len: int) -> None:
+def test_quickstart_phi3_mini_on_nc6s_v3_is_fp16_transformers_on_cuda12(
+    preset: str, max_model_len: int
+) -> None:
     plan = estimate(preset, "Standard_NC6s_v3")
-    assert plan.runtime == "vllm"
+    # The vLLM image is a CUDA 13 build without sm_70; the CUDA 12 image has it.
+    assert (plan.runtime, plan.image) == ("transformers", "kaito-inference-cu12")
+    assert "sm_70" in get_image(plan.image).build.kernels["torch"]
+    assert "sm_70" not in get_image("kaito-inference").build.kernels["torch"]
+    assert plan.reasons[0].startswith("vLLM: kaito-inference (CUDA 13.0; torch 2.14.0")
+    assert "has no kernels for V100 (compute capability 7.0, sm_70)" in plan.reasons[0]
+    assert plan.reasons[0].endswith("; using transformers (kaito-inference-cu12)")
     assert plan.dtype == "float16"  # V100 has no bf16
     assert (plan.node_count, plan.gpus_per_node) == (1, 1)
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 1)
@@ -66,13 +77,14 @@ def test_gpt_oss_120b_fits_one_a100_where_kaito_counts_twice_the_weights() -> No
     assert plan.required_gib == pytest.approx(63.35125)
 
 
-def test_falcon_7b_cannot_use_tensor_parallel_so_pipelines_over_two_v100() -> None:
-    # 71 heads: only t = 1 divides them. One V100: 13.44 + 2.3 > 14.2. Two stages (p = 2):
+def test_falcon_7b_cannot_use_tensor_parallel_so_pipelines_over_two_t4() -> None:
+    # 71 heads: only t = 1 divides them. One T4: 13.44 + 2.3 > 13.5. Two stages (p = 2):
     # tied embedding e = 65024 * 4544 * 2 B = 0.55035 GiB sits whole on each end stage:
     # (13.44 - 0.55035) / 2 + 0.55035 = 6.99518; KV/token = 2 * 1 * 64 * 16 * 2 = 4096 B,
     # context min(2048, 4096) = 2048 -> 0.0078125 GiB; need 6.99518 + 2.3 + 0.0078125 = 9.30299.
     emb = 65024 * 4544 * 2 / GIB
-    plan = estimate("falcon-7b", "Standard_NC12s_v3")
+    plan = estimate("falcon-7b", "Standard_NC64as_T4_v3")
+    assert (plan.runtime, plan.image) == ("vllm", "kaito-inference")
     assert (plan.tensor_parallel_size, plan.pipeline_parallel_size) == (1, 2)
     assert (plan.node_count, plan.gpus_per_node) == (1, 2)
     assert plan.weights_gib == pytest.approx((13.44 - emb) / 2 + emb)
@@ -94,36 +106,42 @@ def test_phi3_medium_on_four_t4_skips_invalid_tp4() -> None:
     assert plan.dtype == "float16"
 
 
-def test_gemma3_on_v100_uses_float32_and_data_parallel() -> None:
-    # Gemma 3 is unstable in fp16 and V100 has no bf16 -> float32: weights 8.01 * 2 = 16.02.
-    # t = 2: 8.01 + 2.3 + 4096 * (2 * 2 * 256 * 34 * 4 = 139264 B) = 0.53125 -> 10.84125.
-    # 4 GPUs / t 2 = 2 data-parallel replicas. free = 14.203125 - 2.3 - 8.01 = 3.893125 GiB
-    # -> floor(3.893125 * 2^30 / 139264) = 30016 -> 29696.
-    plan = estimate("gemma-3-4b-instruct", "Standard_NC24s_v3")
+def test_gemma3_on_t4_uses_float32_and_data_parallel() -> None:
+    # Gemma 3 is unstable in fp16 and T4 has no bf16 -> float32: weights 8.01 * 2 = 16.02.
+    # t = 1: 16.02 + 2.3 + 4096 * 278528 B (1.0625) > 13.5. t = 2: 8.01 + 2.3 + 4096 *
+    # (2 * 2 * 256 * 34 * 4 = 139264 B) = 0.53125 -> 10.84125. 4 GPUs / t 2 = 2 data-parallel
+    # replicas. free = 13.5 - 2.3 - 8.01 = 3.19 GiB -> floor(3.19 * 2^30 / 139264) = 24595 -> 24576.
+    plan = estimate("gemma-3-4b-instruct", "Standard_NC64as_T4_v3")
     assert plan.dtype == "float32"
     assert (plan.tensor_parallel_size, plan.data_parallel_size, plan.gpus_per_node) == (2, 2, 4)
     assert plan.required_gib == pytest.approx(10.84125)
-    assert plan.max_model_len == 29696
+    assert plan.max_model_len == 24576
     assert any("float32" in r and "float16" in r for r in plan.reasons)
 
 
-def test_p100_falls_back_to_transformers_and_says_why() -> None:
-    # P100 is compute capability 6.0 < vLLM's 7.0; transformers floor is 6.0.
-    # B = 0.9 * 16280 / 1024 = 14.30859375; need 7.12 + 2.3 + 1.5 = 10.92.
-    plan = estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v2")
-    assert (plan.runtime, plan.dtype, plan.gpus_per_node) == ("transformers", "float16", 1)
-    assert plan.available_gib == pytest.approx(14.30859375)
-    assert (
-        plan.reasons[0] == "vLLM needs compute capability >= 7.0, P100 has 6.0; using transformers"
+def test_p100_has_no_image_and_the_refusal_names_the_missing_kernels() -> None:
+    # P100 is sm_60: the CUDA 12.8 torch starts at sm_70, the CUDA 13 one at sm_75. Memory is
+    # not the problem (7.12 + 2.3 + 1.5 = 10.92 <= 14.31), so the message does not talk about it.
+    with pytest.raises(DoesNotFit) as info:
+        estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v2")
+    msg = str(info.value)
+    assert msg.startswith(
+        "phi-3-mini-4k-instruct cannot run on Standard_NC6s_v2 (1 x P100, compute capability 6.0): "
     )
+    assert "vLLM: kaito-inference (CUDA 13.0; " in msg
+    assert (
+        "transformers: kaito-inference-cu12 (CUDA 12.8; torch 2.10.0+cu128) has no kernels "
+        "for P100 (compute capability 6.0, sm_60): torch is built for sm_70 sm_75" in msg
+    )
+    assert "GiB" not in msg
 
 
 def test_k80_runs_nothing_and_suggests_skus() -> None:
     with pytest.raises(DoesNotFit) as info:
         estimate("phi-3-mini-4k-instruct", "Standard_NC6")
     err = info.value
-    assert "vLLM needs compute capability >= 7.0, K80 has 3.7" in str(err)
-    assert "transformers needs compute capability >= 6.0, K80 has 3.7" in str(err)
+    assert "has no kernels for K80 (compute capability 3.7, sm_37)" in str(err)
+    assert len(err.reasons) == 2  # one per runtime
     # Cheapest orderable Azure SKUs that fit, cheapest first: T4 sizes at 0.526 and 0.752 $/h.
     assert err.suggestions[:2] == ["Standard_NC4as_T4_v3", "Standard_NC8as_T4_v3"]
     assert err.required_gib == pytest.approx(10.92)
@@ -153,10 +171,10 @@ def test_gpt_oss_needs_ampere_for_mxfp4() -> None:
 
 
 def test_explicit_context_is_the_max_model_len_and_may_need_more_nodes() -> None:
-    # 32768 tokens on one V100: 7.12 + 2.3 + 32768 * 393216 B (12 GiB) = 21.42 > 14.2.
-    # Two NC6s_v3 nodes, p = 2: untied embeddings e each, (7.12 - 2e) / 2 + e = 3.56,
+    # 32768 tokens on one T4: 7.12 + 2.3 + 32768 * 393216 B (12 GiB) = 21.42 > 13.5.
+    # Two NC4as_T4_v3 nodes, p = 2: untied embeddings e each, (7.12 - 2e) / 2 + e = 3.56,
     # + 2.3 + 32768 * 196608 B (6 GiB) = 11.86.
-    plan = estimate("phi-3-mini-128k-instruct", "Standard_NC6s_v3", context_length=32768)
+    plan = estimate("phi-3-mini-128k-instruct", "Standard_NC4as_T4_v3", context_length=32768)
     assert (plan.node_count, plan.pipeline_parallel_size, plan.gpus_per_node) == (2, 2, 1)
     assert plan.max_model_len == 32768
     assert plan.required_gib == pytest.approx(11.86)
@@ -178,10 +196,14 @@ def test_max_nodes_limits_pipelines() -> None:
 
 
 def test_forced_runtime_is_not_switched() -> None:
-    plan = estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v3", runtime="transformers")
-    assert plan.runtime == "transformers"
-    with pytest.raises(DoesNotFit, match="vLLM needs compute capability"):
-        estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v2", runtime="vllm")
+    plan = estimate("phi-3-mini-4k-instruct", "Standard_NC4as_T4_v3", runtime="transformers")
+    assert (plan.runtime, plan.image, plan.reasons) == (
+        "transformers",
+        "kaito-inference-cu12",
+        ["T4 (compute capability 7.5) has no bfloat16 support; serving in float16"],
+    )
+    with pytest.raises(DoesNotFit, match=r"cannot run on Standard_NC6s_v3 .*vLLM: kaito-inference"):
+        estimate("phi-3-mini-4k-instruct", "Standard_NC6s_v3", runtime="vllm")
 
 
 def test_cheapest_sku() -> None:

@@ -2,7 +2,8 @@
 
 The expected plan for each pair is derived in this file from the raw YAML numbers with the
 formula of the estimator's docstring, written out independently as a brute-force search over all
-(nodes, t, p) layouts (no import of the estimator's helpers or of the pydantic models). The
+(nodes, t, p) layouts (no import of the estimator's helpers or of the pydantic models), and the
+runtime image from the raw image catalog with CUDA's compatibility rule restated here. The
 hand-worked cases with literal numbers are in ``test_estimator.py``.
 """
 
@@ -20,6 +21,8 @@ from kaito_presets.estimator import estimate
 from kaito_presets.presets import get_preset
 from kaito_presets.skus import get_sku
 
+from .restated import IMAGES, KERNELS, code_runs, image_with_kernels
+
 CATALOG = Path(kaito_presets.__file__).parent / "catalog"
 MODELS: list[dict[str, Any]] = yaml.safe_load((CATALOG / "models.yaml").read_text())["presets"]
 _SKU_DATA = yaml.safe_load((CATALOG / "skus.yaml").read_text())
@@ -30,12 +33,15 @@ UTIL = 0.90
 OVERHEAD = 2.3
 DEFAULT_CTX = 4096
 MAX_NODES = 8
-FLOOR = {"vllm": (7, 0), "transformers": (6, 0)}
 
 
 def _cc(text: str) -> tuple[int, int]:
     major, minor = text.split(".")
     return int(major), int(minor)
+
+
+def _serving_images(runtime: str) -> list[str]:
+    return [i["name"] for i in IMAGES if runtime in i.get("runtimes", [])]
 
 
 def _candidates(m: dict[str, Any], n: int, runtime: str) -> list[tuple[int, int, int]]:
@@ -61,7 +67,8 @@ def _expected(m: dict[str, Any], s: dict[str, Any]) -> dict[str, Any] | None:
     budget = UTIL * s["memory_mib"] / 1024
     n = s["gpu_count"]
     for runtime in ("vllm", "transformers"):
-        if runtime not in m["runtimes"] or cc < FLOOR[runtime]:
+        image = image_with_kernels(_serving_images(runtime), cc)
+        if runtime not in m["runtimes"] or image is None:
             continue
         if m.get("min_compute_capability") and cc < _cc(m["min_compute_capability"]):
             continue
@@ -100,6 +107,7 @@ def _expected(m: dict[str, Any], s: dict[str, Any]) -> dict[str, Any] | None:
             dp, gpus, tp, pp = 1, p, 1, 1
         return {
             "runtime": runtime,
+            "image": image,
             "dtype": dtype,
             "node_count": nodes,
             "gpus_per_node": gpus,
@@ -137,3 +145,23 @@ def test_estimate_matches_hand_formula(preset_name: str, sku_name: str) -> None:
     # Every fallback is explained.
     if plan.dtype != m["dtype"] or plan.runtime != "vllm":
         assert plan.reasons
+
+
+@pytest.mark.parametrize(("preset_name", "sku_name"), PAIRS)
+def test_every_plan_names_an_image_with_kernels_for_its_gpu(
+    preset_name: str, sku_name: str
+) -> None:
+    """The acceptance check of issue 14: no plan may name an image whose measured arch lists
+    (torch's, and vLLM's custom ops for the vLLM image) lack the SKU's GPU."""
+    s = next(x for x in SKUS if x["name"] == sku_name)
+    cc = _cc(s["compute_capability"])
+    try:
+        plan = estimate(get_preset(preset_name), get_sku(sku_name))
+    except DoesNotFit as err:
+        assert sku_name in str(err)  # refused, naming the instance type: nothing to run
+        return
+    for source, archs in KERNELS[plan.image].items():
+        assert any(code_runs(a, cc) for a in archs), (
+            f"{preset_name} on {sku_name} ({s['compute_capability']}) plans {plan.image}, "
+            f"whose {source} is built for {archs}"
+        )

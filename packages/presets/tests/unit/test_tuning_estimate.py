@@ -10,7 +10,10 @@ import pytest
 import yaml
 from kaito_presets.errors import DoesNotFit
 from kaito_presets.estimator import estimate_tuning
+from kaito_presets.images import get_image
 from kaito_presets.tuning_estimate import TuningNotSupported
+
+from .restated import IMAGES, image_with_kernels
 
 GIB = 2**30
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)  # 4.126953125
@@ -30,8 +33,20 @@ def test_qlora_phi3_mini_on_nc6s_v3_quickstart() -> None:
     assert plan.activations_gib == pytest.approx(activations)
     assert plan.required_gib == pytest.approx(weights + adapter + activations + 2.3)
     assert plan.available_gib == pytest.approx(0.9 * 16160 / 1024)
-    assert plan.dtype == "float16" and plan.reasons  # V100: fp16 with loss scaling
+    assert plan.dtype == "float16"  # V100: fp16 with loss scaling
     assert (plan.gpus_per_node, plan.node_count) == (1, 1)
+    # The CUDA 13 tuning image has no sm_70; the CUDA 12 one has it in torch and bitsandbytes.
+    assert plan.image == "kaito-tuning-cu12"
+    kernels = get_image(plan.image).build.kernels
+    assert "sm_70" in kernels["torch"]
+    assert "sm_70" in kernels["bitsandbytes/libbitsandbytes_cuda128.so"]
+    assert plan.reasons == [
+        "kaito-tuning (CUDA 13.0; bitsandbytes 0.50.2, torch 2.14.0+cu130) has no kernels for V100 "
+        "(compute capability 7.0, sm_70): torch is built for sm_75 sm_80 sm_86 sm_90 sm_100 "
+        "sm_120; tuning with kaito-tuning-cu12",
+        "V100 (compute capability 7.0) has no bfloat16 support; training in float16 with loss "
+        "scaling",
+    ]
 
 
 def test_lora_phi3_mini_on_v100_also_fits() -> None:
@@ -60,6 +75,7 @@ def test_qwen32b_qlora_fits_a100() -> None:
     plan = estimate_tuning("qwen2.5-coder-32b-instruct", "Standard_NC24ads_A100_v4", "qlora")
     assert plan.required_gib == pytest.approx(weights + adapter + activations + 2.3)
     assert plan.dtype == "bfloat16" and plan.reasons == []
+    assert plan.image == "kaito-tuning"
 
 
 @pytest.mark.parametrize(
@@ -71,9 +87,15 @@ def test_unsupported_tuning(preset: str, method: str) -> None:
         estimate_tuning(preset, "Standard_NC24ads_A100_v4", method)
 
 
-def test_tuning_needs_volta_or_newer() -> None:
-    with pytest.raises(DoesNotFit, match=r"tuning needs compute capability >= 7\.0"):
+def test_tuning_on_a_gpu_no_tuning_image_supports_names_the_missing_kernels() -> None:
+    with pytest.raises(DoesNotFit) as info:
         estimate_tuning("phi-3-mini-4k-instruct", "Standard_NC6s_v2", "qlora")
+    msg = str(info.value)
+    assert msg.startswith("qlora tuning cannot run on Standard_NC6s_v2: kaito-tuning (CUDA 13.0")
+    assert (
+        "kaito-tuning-cu12 (CUDA 12.8; bitsandbytes 0.50.2, torch 2.10.0+cu128) has no "
+        "kernels for P100 (compute capability 6.0, sm_60)" in msg
+    )
 
 
 # ---- every tunable preset x every SKU x method, against the formula restated from raw YAML ----
@@ -108,11 +130,17 @@ def test_tuning_matrix(preset: str, sku: str, method: str) -> None:
     need = _expected_need(m, method)
     budget = 0.9 * s["memory_mib"] / 1024
     major, minor = (int(x) for x in s["compute_capability"].split("."))
-    if (major, minor) < (7, 0) or need > budget:
+    # Images whose measured kernels (all of them: both tuning images list torch and
+    # bitsandbytes) cover the GPU; lora needs only torch, which every image that has
+    # bitsandbytes for a GPU also has, so one rule serves both methods here.
+    names = [i["name"] for i in IMAGES if method in i.get("methods", [])]
+    image = image_with_kernels(names, (major, minor))
+    if image is None or need > budget:
         with pytest.raises(DoesNotFit):
             estimate_tuning(preset, sku, method)
         return
     plan = estimate_tuning(preset, sku, method)
+    assert plan.image == image
     assert plan.required_gib == pytest.approx(need)
     assert plan.dtype == ("bfloat16" if s["bf16"] else "float16")
     assert plan.gpus_per_node == s["gpu_count"]

@@ -53,6 +53,13 @@ def test_valid_updates_stay_valid(case: UpdateCase) -> None:
     assert validate_workspace(case.new, case.old) == []
 
 
+def test_quickstart_adapter_on_v100_is_served_by_transformers_so_falcon_adapters_pass() -> None:
+    # vLLM has no LoRA for falcon, but on a V100 the plan is transformers (peft), which has.
+    ws = _with(quickstart_adapter, inference__preset__name="falcon-7b")
+    ws["resource"]["instanceType"] = "Standard_NC24s_v3"
+    assert validate_workspace(ws) == []
+
+
 def test_adapter_strength_is_accepted_under_vllm() -> None:
     # The inference server scales lora_B into a copy, so vLLM honours strength (KAITO refuses it).
     ws = quickstart_adapter()
@@ -191,6 +198,25 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         _with(quickstart_tuning, resource__instanceType="Standard_NC6s_v2"),
         "resource.instanceType",
         "retired",
+    ),
+    (
+        "multi-node-plan",
+        _with(
+            quickstart_inference,
+            inference__preset__name="phi-3-medium-4k-instruct",
+            resource__instanceType="Standard_NC4as_T4_v3",
+        ),
+        "resource.instanceType",
+        "fits Standard_NC4as_T4_v3 only on 3 nodes of Standard_NC4as_T4_v3 (vllm float16, "
+        "pipeline parallel 3 x tensor parallel 1), and multi-node inference is not supported yet",
+    ),
+    (
+        "vllm-forced-on-v100",
+        _with(quickstart_inference, metadata__annotations={"kaito.sh/runtime": "vllm"}),
+        "resource.instanceType",
+        "phi-3-mini-4k-instruct cannot run on Standard_NC6s_v3 (1 x V100, compute capability "
+        "7.0): vLLM: kaito-inference (CUDA 13.0; torch 2.14.0+cu130, vllm 0.33.0) has no kernels "
+        "for V100 (compute capability 7.0, sm_70)",
     ),
 ]
 

@@ -8,6 +8,14 @@ between releases, so every vLLM import sits in ``_import_vllm`` below.
 vLLM is an optional extra (``kaito-inference[vllm]``, CUDA images only). This module imports
 without it; ``start()`` fails with a message naming the extra.
 
+LoRA is switched on only when it is needed: adapters under ``adapters_dir`` at start-up, or
+``vllm_engine_args.enable_lora: true`` (to load adapters at run time only). The plan sets
+``enable_lora: false`` for presets vLLM cannot serve LoRA on. ``max_loras`` is the number of
+adapters found and ``max_lora_rank`` the smallest rank vLLM accepts that holds the largest of
+their ranks; explicit ``vllm_engine_args`` win. The engine arguments this module builds for
+every catalog plan are checked against vLLM's own ``EngineArgs`` and argument parser by
+``tests/integration/test_vllm_engine_args.py``.
+
 Status: written against vLLM's documented ``AsyncLLMEngine`` / ``SamplingParams`` /
 ``LoRARequest`` API and unit-tested with fakes of that surface only; it has not run on a GPU.
 """
@@ -16,25 +24,31 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from kaito_inference.adapters.discovery import ADAPTER_CONFIG, is_adapter_dir
 from kaito_inference.backends._bursts import flatten
 from kaito_inference.backends._chat_template import HFTokenizerText, read_template
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
-from kaito_inference.config import ServerConfig
+from kaito_inference.config import ConfigError, ServerConfig
 from kaito_inference.errors import BackendUnavailable, BadRequest, InvalidAdapter, ModelNotFound
 from kaito_inference.schemas import ChatCompletionRequest, ModelCard
 from kaito_inference.toolcalls import PARSERS, ParsedOutput, ToolCallParser
 
 logger = logging.getLogger(__name__)
 
-# Defaults for LoRA serving; vllm_engine_args overrides any of them.
-LORA_DEFAULTS: dict[str, Any] = {"enable_lora": True, "max_loras": 4, "max_lora_rank": 64}
+# The values vLLM 0.33 accepts for max_lora_rank (its ``vllm.config.lora.MaxLoRARanks``; the
+# integration test compares this tuple with vLLM's own).
+VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+# max_lora_rank when LoRA is enabled with no adapter to size it from (run-time loading only).
+RUNTIME_ONLY_LORA_RANK = 64
 
 
 class VllmEngine(Protocol):
@@ -111,8 +125,59 @@ def _import_vllm() -> VllmApi:
     )
 
 
-def engine_kwargs(config: ServerConfig) -> dict[str, Any]:
-    """Engine arguments for ``config``: the preset's settings, LoRA defaults, then passthrough."""
+def adapter_rank(path: Path) -> int:
+    """The largest LoRA rank of the peft adapter in ``path`` (``r`` and any ``rank_pattern``)."""
+    config_file = path / ADAPTER_CONFIG
+    try:
+        data = json.loads(config_file.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"adapter {path.name}: cannot read {config_file}: {err}") from err
+    ranks = [data.get("r"), *(data.get("rank_pattern") or {}).values()]
+    ints = [r for r in ranks if isinstance(r, int) and not isinstance(r, bool) and r > 0]
+    if not ints:
+        raise ConfigError(f"adapter {path.name}: {config_file} has no positive integer 'r'")
+    return max(ints)
+
+
+def lora_rank_for(rank: int) -> int:
+    """The smallest ``max_lora_rank`` vLLM accepts that holds an adapter of ``rank``."""
+    for allowed in VLLM_LORA_RANKS:
+        if allowed >= rank:
+            return allowed
+    raise ConfigError(
+        f"LoRA rank {rank} exceeds the largest max_lora_rank vLLM supports ({VLLM_LORA_RANKS[-1]})"
+    )
+
+
+def startup_adapters(adapters_dir: Path) -> list[Path]:
+    """The adapter directories present at start-up (the ones the server will load)."""
+    if not adapters_dir.is_dir():
+        return []
+    return [child for child in sorted(adapters_dir.iterdir()) if is_adapter_dir(child)]
+
+
+def lora_engine_args(explicit: Mapping[str, Any], adapters: Sequence[Path]) -> dict[str, Any]:
+    """``enable_lora``/``max_loras``/``max_lora_rank`` for ``adapters`` (empty when LoRA is off).
+
+    On when adapters are present or ``explicit`` (the config's ``vllm_engine_args``) sets
+    ``enable_lora: true``; off when it sets ``false`` (presets vLLM has no LoRA layers for).
+    """
+    enable = explicit.get("enable_lora")
+    if enable is None:
+        enable = bool(adapters)
+    if not enable:
+        return {}
+    rank = max((adapter_rank(a) for a in adapters), default=None)
+    return {
+        "enable_lora": True,
+        "max_loras": max(1, len(adapters)),
+        "max_lora_rank": RUNTIME_ONLY_LORA_RANK if rank is None else lora_rank_for(rank),
+    }
+
+
+def engine_kwargs(config: ServerConfig, adapters: Sequence[Path] = ()) -> dict[str, Any]:
+    """Engine arguments for ``config``: the plan's settings, LoRA sized for ``adapters``, then
+    the explicit ``vllm_engine_args`` (which win)."""
     kwargs: dict[str, Any] = {
         "model": config.model,
         "served_model_name": [config.model_name],
@@ -120,10 +185,10 @@ def engine_kwargs(config: ServerConfig) -> dict[str, Any]:
         "tensor_parallel_size": config.tensor_parallel_size,
         "gpu_memory_utilization": config.gpu_memory_utilization,
         "trust_remote_code": config.trust_remote_code,
-        **LORA_DEFAULTS,
     }
     if config.max_model_len is not None:
         kwargs["max_model_len"] = config.max_model_len
+    kwargs.update(lora_engine_args(config.vllm_engine_args, adapters))
     kwargs.update(config.vllm_engine_args)
     return kwargs
 
@@ -173,6 +238,7 @@ class VllmBackend(HFTokenizerText, TextGenerationBackend):
         self._tokenizer: Any = None
         self._template = read_template(config.chat_template)
         self._ctx = 0
+        self._lora_enabled = False
         self._lora_ids = itertools.count(1)
         self._loras: dict[str, Any] = {}
         self._specs: dict[str, AdapterSpec] = {}
@@ -180,7 +246,9 @@ class VllmBackend(HFTokenizerText, TextGenerationBackend):
     async def start(self) -> None:
         api = self._api or _import_vllm()
         self._api = api
-        args = api.engine_args(**engine_kwargs(self._config))
+        kwargs = engine_kwargs(self._config, startup_adapters(self._config.adapters_dir))
+        self._lora_enabled = bool(kwargs.get("enable_lora"))
+        args = api.engine_args(**kwargs)
         logger.info("starting vLLM engine for %s", self._config.model)
         # Building the engine loads weights for minutes; keep the event loop (liveness) free.
         self._engine = await asyncio.to_thread(api.engine_cls.from_engine_args, args)
@@ -302,6 +370,13 @@ class VllmBackend(HFTokenizerText, TextGenerationBackend):
 
     async def load_adapter(self, spec: AdapterSpec) -> None:
         assert self._api is not None
+        if not self._lora_enabled:
+            raise InvalidAdapter(
+                f"cannot load adapter '{spec.name}': LoRA is off for this model (it started "
+                "without adapters, or the preset does not support LoRA); to load adapters at "
+                "run time start it with vllm_engine_args: {enable_lora: true}",
+                param="lora_path",
+            )
         request = self._api.lora_request(
             lora_name=spec.name, lora_int_id=next(self._lora_ids), lora_path=str(spec.path)
         )

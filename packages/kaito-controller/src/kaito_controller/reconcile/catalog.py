@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
-from kaito_presets.estimator import GpuPlan, choose_dtype, estimate
+from kaito_presets.estimator import GpuPlan, choose_dtype
+from kaito_presets.images import tuning_image_for
 from kaito_presets.presets import Preset, get_preset
 from kaito_presets.server_config import inference_server_config
+from kaito_presets.serving import plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
 
 from kaito_controller.reconcile.sizing import GpuNodeInfo, Sizing, SpecError
@@ -65,7 +67,7 @@ class PresetsCatalog:
                 "metadata.annotations[kaito.sh/runtime]", f"{runtime!r} is not vllm or transformers"
             )
         try:
-            plan = estimate(p, sku, runtime=runtime, context_length=max_model_len)  # type: ignore[arg-type]
+            plan = plan_inference(p, sku, runtime=runtime, context_length=max_model_len)  # type: ignore[arg-type]
         except DoesNotFit as err:
             raise SpecError(
                 "resource.instanceType", str(err), reason="InsufficientGPUMemory"
@@ -83,6 +85,13 @@ class PresetsCatalog:
                 reason="TuningNotSupported",
             )
         sku = self._sku(instance_type, gpu_node)
+        image, why_not = tuning_image_for(sku)
+        if image is None:
+            raise SpecError(
+                "resource.instanceType",
+                f"tuning cannot run on {sku.name}: " + "; ".join(why_not),
+                reason="UnsupportedGPU",
+            )
         dtype, reasons = choose_dtype(p, sku)
         return Sizing(
             model=p.hf_id,
@@ -93,7 +102,8 @@ class PresetsCatalog:
             dtype=dtype,
             disk=f"{math.ceil(p.weights_gib) + DISK_HEADROOM_GIB}Gi",
             startup_timeout_seconds=_startup(p),
-            reasons=tuple(reasons),
+            reasons=(*why_not, *reasons),
+            image=image.name,
         )
 
 
@@ -114,6 +124,7 @@ def _sizing(p: Preset, plan: GpuPlan) -> Sizing:
         disk=f"{math.ceil(p.weights_gib) + DISK_HEADROOM_GIB}Gi",
         startup_timeout_seconds=_startup(p),
         reasons=tuple(plan.reasons),
+        image=plan.image,
         server_config=inference_server_config(p, plan),
     )
 

@@ -31,7 +31,7 @@ from kaito_controller.reconcile.common import SubPlan
 from kaito_controller.reconcile.drift import stamp
 from kaito_controller.reconcile.identity import ws_ref
 from kaito_controller.reconcile.observed import Observed
-from kaito_controller.reconcile.sizing import Sizing
+from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
 from kaito_controller.status import INFERENCE_READY, Cond, classify_pods, workload_ready
 
@@ -223,7 +223,11 @@ def plan_inference(
         model=sizing.model,
         served_model_name=served,
         backend=backend,
-        image=settings.inference_image,
+        image=workload_image(
+            settings.inference_image,
+            sizing.image,
+            smoke_test=bool(settings.inference_backend or settings.model_override),
+        ),
         image_pull_policy=settings.image_pull_policy,
         node_count=node_count,
         gpus_per_node=sizing.gpus_per_node,

@@ -47,6 +47,9 @@ class Sizing:
     disk: str = "1024Gi"
     startup_timeout_seconds: int = 1800
     reasons: tuple[str, ...] = ()
+    # The runtime image the plan needs (kaito_presets.images: one whose kernels cover the GPU),
+    # by repository name; workload_image() turns it into a reference beside the configured one.
+    image: str | None = None
     # The server keys the estimator's plan implies (dtype, max_model_len, parallelism,
     # gpu_memory_utilization, parsers...): kaito_presets.server_config.inference_server_config.
     server_config: Mapping[str, Any] = field(default_factory=dict)
@@ -82,3 +85,26 @@ def gpu_node_info(labels: Mapping[str, str], allocatable_gpus: int) -> GpuNodeIn
     except ValueError:
         return None
     return GpuNodeInfo(product=product, count=count, memory_mib=memory)
+
+
+def workload_image(configured: str, planned: str | None, *, smoke_test: bool = False) -> str:
+    """The image reference a workload runs: the plan's image in the configured image's registry,
+    namespace and tag (``ghcr.io/kaito-py/kaito-inference:0.1.0`` with plan image
+    ``kaito-inference-cu12`` gives ``ghcr.io/kaito-py/kaito-inference-cu12:0.1.0``).
+
+    The configured image is kept as it is when ``smoke_test`` is set (a forced backend or a model
+    override: CPU runs of a tiny model, where the image is chosen for the run, not the GPU), when
+    the plan names no image or the configured one, and when it is pinned by digest alone (a
+    sibling's digest cannot be known; pin by ``tag@digest`` to get the sibling's tag).
+    """
+    if smoke_test or planned is None:
+        return configured
+    reference = configured.split("@", 1)[0]
+    head, sep, tag = reference.rpartition(":")
+    if not sep or "/" in tag:  # "registry:5000/name" has a ':' but no tag after it
+        head, tag = reference, ""
+    prefix, _, name = head.rpartition("/")
+    if name == planned or (not tag and "@" in configured):
+        return configured
+    sibling = f"{prefix}/{planned}" if prefix else planned
+    return f"{sibling}:{tag}" if tag else sibling

@@ -25,7 +25,7 @@ from kaito_controller.reconcile.common import SubPlan
 from kaito_controller.reconcile.drift import ANNOTATION_APPLIED_HASH, stamp
 from kaito_controller.reconcile.identity import ws_ref
 from kaito_controller.reconcile.observed import Observed
-from kaito_controller.reconcile.sizing import Sizing
+from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
 from kaito_controller.status import JOB_STARTED, WORKSPACE_SUCCEEDED, Cond, classify_pods, job_state
 
@@ -79,7 +79,9 @@ def plan_tuning(
         objects.append(build_tuning_configmap(ref, config_map, src.get("data") or {}))
     src_in, out = t.input, t.output
     params = TuningParams(
-        image=settings.tuning_image,
+        image=workload_image(
+            settings.tuning_image, sizing.image, smoke_test=bool(settings.model_override)
+        ),
         image_pull_policy=settings.image_pull_policy,
         model=sizing.model,
         model_name=t.preset.name,
