@@ -162,7 +162,7 @@ def test_rank_rounds_up_to_what_vllm_accepts(rank: int, allowed: int) -> None:
 def test_bad_adapters_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="LoRA rank 1024 exceeds the largest max_lora_rank"):
         lora_engine_args({}, [_adapter(tmp_path / "huge", '{"r": 1024}')])
-    with pytest.raises(ConfigError, match="adapter norank: .* has no positive integer 'r'"):
+    with pytest.raises(ConfigError, match=r"adapter norank: .* has no positive integer 'r'"):
         lora_engine_args({}, [_adapter(tmp_path / "norank", '{"peft_type": "LORA"}')])
     with pytest.raises(ConfigError, match="adapter broken: cannot read"):
         lora_engine_args({}, [_adapter(tmp_path / "broken", "{not json")])
