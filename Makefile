@@ -48,6 +48,7 @@ generate: ## Regenerate CRDs and chart schemas from the models
 	$(UV) run --frozen python -m kaito_api.crdgen
 	cp packages/tuning-job/src/kaito_tuning/templates/lora-params.yaml packages/tuning-job/src/kaito_tuning/templates/qlora-params.yaml charts/kaito-workspace/files/tuning/
 	$(UV) run --frozen python hack/gen_values_schema.py charts/kaito-workspace charts/gpu-provisioner
+	$(UV) run --frozen python -m kaito_presets.plans_table packages/presets/README.md
 
 .PHONY: verify
 verify: generate ## Fail when generated files drift from what is committed, or uv.lock is stale

@@ -62,7 +62,8 @@ def main(path: str) -> None:
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    cases = json.loads(open(path).read())
+    with open(path) as handle:
+        cases = json.load(handle)
     failures = []
     for kwargs in cases:
         problem = _check(kwargs, AsyncEngineArgs, FlexibleArgumentParser)

@@ -49,6 +49,8 @@ class DoesNotFit(PresetsError):
         available_gib: usable GPU memory per GPU on the SKU, in GiB (0 when no SKU was given).
         suggestions: names of catalog SKUs on which the preset does fit, cheapest first.
         reasons: why each runtime/dtype was ruled out, in the order they were tried.
+        gpu_unsupported: no runtime image has kernels for the SKU's GPU (memory was never the
+            question).
     """
 
     def __init__(
@@ -59,7 +61,9 @@ class DoesNotFit(PresetsError):
         available_gib: float = 0.0,
         suggestions: list[str] | None = None,
         reasons: list[str] | None = None,
+        gpu_unsupported: bool = False,
     ) -> None:
+        self.gpu_unsupported = gpu_unsupported
         self.required_gib = required_gib
         self.available_gib = available_gib
         self.suggestions = suggestions or []

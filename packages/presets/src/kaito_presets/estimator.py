@@ -396,7 +396,8 @@ def _does_not_fit(
         )
     ][:3]
     runtimes: tuple[Runtime, ...] = (runtime,) if runtime else ("vllm", "transformers")
-    if all(_runtime_image(preset, sku, r)[0] is None for r in runtimes):
+    gpu_unsupported = all(_runtime_image(preset, sku, r)[0] is None for r in runtimes)
+    if gpu_unsupported:
         # Nothing got as far as sizing: the GPU, not its memory, is the problem.
         message = (
             f"{preset.name} cannot run on {sku.name} ({sku.gpu_count} x {sku.gpu_model}, "
@@ -418,6 +419,7 @@ def _does_not_fit(
         available_gib=budget * sku.gpu_count,
         suggestions=fits,
         reasons=why_not,
+        gpu_unsupported=gpu_unsupported,
     )
 
 

@@ -36,6 +36,7 @@ class MultiNodeNotSupported(DoesNotFit):
             available_gib=single.available_gib,
             suggestions=single.suggestions,
             reasons=single.reasons,
+            gpu_unsupported=single.gpu_unsupported,
         )
         self.multi_node_plan = multi_node_plan
 
