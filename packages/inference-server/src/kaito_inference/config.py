@@ -90,7 +90,10 @@ class ServerConfig(BaseSettings):
         32 * 1024 * 1024, ge=1024, description="Larger request bodies are answered with 413."
     )
     vllm_engine_args: dict[str, Any] = Field(
-        default_factory=dict, description="Extra vLLM engine arguments, passed through as-is."
+        default_factory=dict,
+        description="vLLM engine arguments (snake_case), passed through as-is; they win over the "
+        "ones the server derives. enable_lora: true/false overrides the default (LoRA on only "
+        "when adapters are mounted at start-up, sized from their ranks).",
     )
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_format: Literal["text", "json"] = Field("text", description="Log format.")

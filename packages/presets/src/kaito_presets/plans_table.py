@@ -17,6 +17,7 @@ from pathlib import Path
 from kaito_presets._constants import gpu_budget_gib
 from kaito_presets.errors import DoesNotFit
 from kaito_presets.estimator import GpuPlan
+from kaito_presets.images import RuntimeImage, all_images
 from kaito_presets.presets import Preset, all_presets
 from kaito_presets.serving import MultiNodeNotSupported, plan_inference
 from kaito_presets.skus import GpuSku, all_skus
@@ -72,11 +73,27 @@ def _row(preset: Preset, sku: GpuSku) -> tuple[bool, str]:
     return True, _served(plan)
 
 
+def _image_row(image: RuntimeImage) -> str:
+    serves = ", ".join(image.runtimes or image.methods)
+    build = image.build
+    versions = ", ".join(f"{name} {version}" for name, version in build.packages.items())
+    kernels = "; ".join(f"{src}: {' '.join(archs)}" for src, archs in build.kernels.items())
+    return (
+        f"| `{image.name}` | {serves} | {build.cuda} (driver >= {build.min_driver}) | {versions} "
+        f"| {kernels} | `{image.dockerfile}` |"
+    )
+
+
 def render() -> str:
-    """The generated section: one collapsible table per preset, a row per SKU."""
+    """The generated section: the measured image table, then one collapsible table per preset
+    with a row per SKU."""
     skus = all_skus()
     parts = [
         BEGIN,
+        "",
+        "| image | serves | CUDA | packages | kernels (measured) | Dockerfile |",
+        "|---|---|---|---|---|---|",
+        *(_image_row(image) for image in all_images()),
         "",
         "Every preset on every SKU in the catalog, as admission and the controller plan it "
         "(`kaito_presets.serving.plan_inference`: the estimator's plan on one node, in the first "

@@ -112,7 +112,7 @@ def _tuning_image(sku: GpuSku, method: TuningMethod) -> tuple[str, list[str]]:
     image, why = tuning_image_for(sku, method)
     if image is None:
         raise DoesNotFit(f"{method} tuning cannot run on {sku.name}: " + "; ".join(why))
-    return image.name, [f"{reason}; tuning with {image.name}" for reason in why]
+    return image.name, [f"{reason}; tuning with {image.describe()}" for reason in why]
 
 
 def _tuning_dtype(preset: Preset, sku: GpuSku) -> tuple[Dtype, list[str]]:
