@@ -1,71 +1,23 @@
 #!/usr/bin/env bash
-# Build every package's image with whatever OCI builder this machine has (docker, podman or
-# buildah). Tags follow each package's own version, which is also the charts' default image tag
-# (checked by e2e/tests/unit/test_image_tags.py).
+# Build the project's images (`make images`): the five package images, and the local cluster's
+# pause, CoreDNS and curl images, with buildah on bases made from Debian packages and PyPI (no
+# Docker engine or public registry needed). Unchanged images are not rebuilt (cache key: recipe +
+# base images + every file the Dockerfile copies); see kaito_e2e/imagebuild.py.
 #
-#   hack/build-images.sh [--registry REG] [--load-kind CLUSTER] [PACKAGE_DIR...]
-#
-# Without arguments it builds all images. The build context is the repository root, as the
-# Dockerfiles copy the workspace's pyproject files and uv.lock first (house style 8.2).
+#   hack/build-images.sh [NAME|GROUP ...] [--push] [--registry HOST:PORT]
+#       NAME: controller provisioner inference-cpu tuning inference pause coredns curl ...
+#       GROUP: product, infra, tools, base, all (default)
+#       --push: push to the local cluster's registry (hack/local-cluster.sh info)
+#   hack/build-images.sh --builder docker [--docker-registry REG] [--load-kind CLUSTER] [NAME...]
+#       with a Docker engine: the product images on their public default bases
+#   hack/build-images.sh --print-tag NAME
+# Env: KAITO_IMAGES_CACHE (buildah storage, default ~/.cache/kaito-images), KAITO_PYTHON.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-registry="${KAITO_IMAGE_REGISTRY:-ghcr.io/kaito-py}"
-kind_cluster=""
-packages=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --registry) registry="$2"; shift 2 ;;
-    --load-kind) kind_cluster="$2"; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) packages+=("$1"); shift ;;
-  esac
-done
-
-builder=""
-for candidate in docker podman buildah; do
-  if command -v "$candidate" >/dev/null 2>&1; then
-    case "$candidate" in
-      docker) docker info >/dev/null 2>&1 && builder=docker ;;
-      *) builder="$candidate" ;;
-    esac
-  fi
-  [ -n "$builder" ] && break
-done
-if [ -z "$builder" ]; then
-  echo "error: no OCI image builder found: install docker (with a running engine), podman or buildah" >&2
-  exit 2
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY="${KAITO_PYTHON:-$root/.venv/bin/python}"
+[[ -x "$PY" ]] || { echo "build-images: $PY not found; run 'make install'" >&2; exit 2; }
+cd "$root"
+if [[ "${1:-}" == --print-tag ]]; then
+  exec "$PY" -m kaito_e2e.imagebuild tag "${2:?--print-tag needs an image name}"
 fi
-
-# image name, package directory, Dockerfile
-images=(
-  "kaito-controller packages/kaito-controller Dockerfile"
-  "gpu-provisioner packages/gpu-provisioner Dockerfile"
-  "kaito-inference packages/inference-server Dockerfile"
-  "kaito-inference-cpu packages/inference-server Dockerfile.cpu"
-  "kaito-tuning packages/tuning-job Dockerfile"
-)
-
-version_of() {
-  python3 - "$root/$1/pyproject.toml" <<'PY'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    print(tomllib.load(f)["project"]["version"])
-PY
-}
-
-for entry in "${images[@]}"; do
-  read -r name dir dockerfile <<<"$entry"
-  if [ ${#packages[@]} -gt 0 ] && [[ ! " ${packages[*]} " == *" $dir "* ]]; then continue; fi
-  [ -f "$root/$dir/$dockerfile" ] || { echo "skip $name: $dir/$dockerfile missing" >&2; continue; }
-  tag="$registry/$name:$(version_of "$dir")"
-  echo "==> $builder: building $tag from $dir/$dockerfile"
-  start=$(date +%s)
-  case "$builder" in
-    buildah) buildah bud -f "$root/$dir/$dockerfile" -t "$tag" "$root" ;;
-    *) "$builder" build -f "$root/$dir/$dockerfile" -t "$tag" "$root" ;;
-  esac
-  echo "    built $tag in $(( $(date +%s) - start ))s"
-  if [ -n "$kind_cluster" ]; then
-    kind load docker-image "$tag" --name "$kind_cluster"
-  fi
-done
+exec "$PY" -m kaito_e2e.imagebuild build "$@"

@@ -3,7 +3,8 @@
 #
 # Why: CI has no Docker and no package ships kube-apiserver, so we compile the
 # control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl),
-# etcd, kwok and helm at the versions in hack/versions.env. Binaries go to
+# the node agents (kubelet, kube-proxy), etcd, kwok, helm and CoreDNS (cluster DNS,
+# run as a pod from an image built around this binary) at the versions in hack/versions.env. Binaries go to
 # ${KAITO_TOOLS_CACHE:-~/.cache/kaito-tools}/<key>/bin (key = hash of versions.env);
 # a tool whose binary is present and reports the pinned version is not rebuilt.
 # Throwaway Go modules live in <key>/src, never in the repo.
@@ -77,7 +78,7 @@ build_kubernetes() {
   local m
   for m in $staging; do go mod edit "-replace=${m}=${m}@${staging_version}"; done
   [[ -z "$godebug" ]] || go mod edit "-godebug=$godebug"
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl) pkgs=() c
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy) pkgs=() c
   for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   go get "${pkgs[@]/%/@$K8S_VERSION}"
   local ld="-s -w" pkg date
@@ -121,6 +122,12 @@ build_kwok() {
   mv "$TOOLS_DIR/kwok-stages.yaml.tmp" "$TOOLS_DIR/kwok-stages.yaml"
 }
 
+build_coredns() {
+  # CoreDNS's go.mod has no replace directives, so `go install` builds it as published.
+  GOBIN="$TOOLS_BIN" go install -p "$JOBS" -trimpath -ldflags "-s -w" \
+    "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
 build_helm() {
   local major=${HELM_VERSION%%.*}
   GOBIN="$TOOLS_BIN" go install -p "$JOBS" -trimpath \
@@ -141,10 +148,11 @@ main() {
   local total_start=$SECONDS
   log "go: $(go version); cache: $TOOLS_DIR"
   if version_ok kube-apiserver "Kubernetes $K8S_VERSION" "$TOOLS_BIN/kube-apiserver" --version &&
-    [[ -x "$TOOLS_BIN/kube-controller-manager" && -x "$TOOLS_BIN/kube-scheduler" && -x "$TOOLS_BIN/kubectl" ]]; then
+    [[ -x "$TOOLS_BIN/kube-controller-manager" && -x "$TOOLS_BIN/kube-scheduler" && -x "$TOOLS_BIN/kubectl" ]] &&
+    [[ -x "$TOOLS_BIN/kubelet" && -x "$TOOLS_BIN/kube-proxy" ]]; then
     log "kubernetes $K8S_VERSION: cached"
   else
-    timed "kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubectl)" kubernetes
+    timed "kubernetes $K8S_VERSION (apiserver, controller-manager, scheduler, kubectl, kubelet, kube-proxy)" kubernetes
   fi
   if version_ok etcd "etcd Version: ${ETCD_VERSION#v}" "$TOOLS_BIN/etcd" --version; then
     log "etcd $ETCD_VERSION: cached"
@@ -156,6 +164,11 @@ main() {
   else
     timed "kwok $KWOK_VERSION" kwok
   fi
+  if version_ok coredns "CoreDNS-${COREDNS_VERSION#v}" "$TOOLS_BIN/coredns" -version; then
+    log "coredns $COREDNS_VERSION: cached"
+  else
+    timed "coredns $COREDNS_VERSION" coredns
+  fi
   if version_ok helm "$HELM_VERSION" "$TOOLS_BIN/helm" version --template '{{.Version}}'; then
     log "helm $HELM_VERSION: cached"
   else
@@ -165,6 +178,9 @@ main() {
   # Final check: every binary reports the pinned version (helm's kubeVersion checks read them).
   "$TOOLS_BIN/kube-apiserver" --version | grep -F "Kubernetes $K8S_VERSION" >/dev/null
   "$TOOLS_BIN/kubectl" version --client | grep -F "Client Version: $K8S_VERSION" >/dev/null
+  "$TOOLS_BIN/kubelet" --version | grep -F "Kubernetes $K8S_VERSION" >/dev/null
+  "$TOOLS_BIN/kube-proxy" --version | grep -F "Kubernetes $K8S_VERSION" >/dev/null
+  "$TOOLS_BIN/coredns" -version | grep -F "CoreDNS-${COREDNS_VERSION#v}" >/dev/null
   "$TOOLS_BIN/etcd" --version | grep -F "etcd Version: ${ETCD_VERSION#v}" >/dev/null
   "$TOOLS_BIN/helm" version --template '{{.Version}}' | grep -xF "$HELM_VERSION" >/dev/null
   log "all tools ready in $((SECONDS - total_start))s: $TOOLS_BIN"

@@ -42,4 +42,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- $_ := required "workloadIdentity.clientId is required when azure.credential=workload-identity" .Values.workloadIdentity.clientId -}}
 {{- end -}}
 {{- end -}}
+{{- if eq .Values.provider "local" -}}
+{{- $_ := required "local.agentUrl is required when provider=local (hack/local-cluster.sh info prints NODE_AGENT)" .Values.local.agentUrl -}}
+{{- $_ := required "local.tokenSecret.name is required when provider=local" .Values.local.tokenSecret.name -}}
+{{- end -}}
 {{- end -}}

@@ -38,6 +38,11 @@ def build_provisioner(
 
         provisioner, close = build_azure_provisioner(settings.azure, kube)
         return provisioner, [close]
+    if settings.provider == "local":
+        from kaito_gpu_provisioner.local.provisioner import AgentClient, LocalNodeProvisioner
+
+        agent = AgentClient(settings.local.agent_url, settings.local.token.get_secret_value())
+        return LocalNodeProvisioner(kube, agent), [agent.close]
     from kaito_gpu_provisioner.kwok.provisioner import KwokNodeProvisioner
 
     return KwokNodeProvisioner(kube, delay_seconds=settings.kwok_delay_seconds), []
@@ -86,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="gpu-provisioner", description=(__doc__ or "").split("\n")[0]
     )
-    parser.add_argument("--provider", choices=["azure", "kwok"], help="overrides the env setting")
+    parser.add_argument(
+        "--provider", choices=["azure", "kwok", "local"], help="overrides the env setting"
+    )
     parser.add_argument("--health-port", type=int, help="liveness port (0 disables)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}

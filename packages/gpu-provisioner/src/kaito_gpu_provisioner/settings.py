@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9]$|^[a-zA-Z0-9][-_a-zA-Z0-9]{0,61}[a-zA-Z0-9]$")
@@ -75,6 +75,29 @@ class AzureSettings(BaseModel):
             raise ValueError(f"azure.cluster_name: {self.cluster_name!r} is not a valid AKS name")
 
 
+class LocalSettings(BaseModel):
+    """Where the node agent of the local cluster serves (provider ``local``)."""
+
+    agent_url: str = Field(
+        default="", description="http://HOST:PORT of the node agent (hack/local-cluster.sh info)."
+    )
+    token: SecretStr = Field(
+        default=SecretStr(""), description="Bearer token of the node agent (never logged)."
+    )
+
+    def require(self) -> None:
+        if not self.agent_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"local.agent_url: {self.agent_url!r} is not an http(s) URL; set "
+                "KAITO_PROVISIONER_LOCAL__AGENT_URL (chart value local.agentUrl)"
+            )
+        if not self.token.get_secret_value():
+            raise ValueError(
+                "local.token: required for the local provider; set KAITO_PROVISIONER_LOCAL__TOKEN "
+                "(chart value local.tokenSecret)"
+            )
+
+
 class Settings(BaseSettings):
     """Everything the provisioner process can be told."""
 
@@ -82,7 +105,7 @@ class Settings(BaseSettings):
         env_prefix="KAITO_PROVISIONER_", env_nested_delimiter="__", extra="forbid"
     )
 
-    provider: Literal["azure", "kwok"] = Field(
+    provider: Literal["azure", "kwok", "local"] = Field(
         default="kwok", description="Which NodeProvisioner serves the NodeClaims."
     )
     kwok_delay_seconds: float = Field(
@@ -110,6 +133,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text", description="Log output format.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
     azure: AzureSettings = Field(default_factory=AzureSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
 
     @field_validator("provider", mode="before")
     @classmethod
@@ -120,4 +144,6 @@ class Settings(BaseSettings):
     def _azure_complete(self) -> Settings:
         if self.provider == "azure":
             self.azure.require_cluster()
+        if self.provider == "local":
+            self.local.require()
         return self
