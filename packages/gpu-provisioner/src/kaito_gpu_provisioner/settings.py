@@ -85,6 +85,12 @@ class LocalSettings(BaseModel):
         default=SecretStr(""), description="Bearer token of the node agent (never logged)."
     )
 
+    @field_validator("token", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        # A token read from a file (a Secret made with --from-file) ends with a newline.
+        return value.strip() if isinstance(value, str) else value
+
     def require(self) -> None:
         if not self.agent_url.startswith(("http://", "https://")):
             raise ValueError(

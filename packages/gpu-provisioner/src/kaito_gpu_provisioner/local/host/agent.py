@@ -228,13 +228,15 @@ class Agent:
         await asyncio.to_thread(self._advertise_gpus, plan, machine.spec.gpus)
 
     def _advertise_gpus(self, plan: NodePlan, gpus: int) -> None:
+        if gpus <= 0:
+            return
         api = self._node_api(plan)
         if api is None:
             return
         from kubernetes.client.exceptions import ApiException
 
         try:
-            node = api.read_node_status(plan.name)
+            node = api.read_node(plan.name)
             status = api.api_client.sanitize_for_serialization(node).get("status")
             patch = gpu_patch(status, gpus)
             if patch is not None:
