@@ -45,7 +45,8 @@ _KUBELET_LABELS = frozenset(
         "failure-domain.beta.kubernetes.io/zone",
     }
 )
-_KUBELET_PREFIXES = ("kubelet.kubernetes.io/", "node.kubernetes.io/")
+_KUBELET_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
+_RESTRICTED_DOMAINS = ("kubernetes.io", "k8s.io")
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,16 @@ def plan_node(config: AgentConfig, name: str, index: int) -> NodePlan:
 
 
 def kubelet_may_set(key: str) -> bool:
-    """Whether a kubelet may register its Node with this label (NodeRestriction's rule)."""
+    """Whether a kubelet may register its Node with this label (NodeRestriction's rule, and
+    the kubelet's own check of ``--node-labels``): a domain is restricted when it is
+    kubernetes.io or k8s.io or a subdomain of one; the allowed namespaces count with their
+    subdomains too."""
     domain = key.split("/", 1)[0] if "/" in key else ""
-    restricted = domain.endswith(("kubernetes.io", "k8s.io"))
-    return not restricted or key in _KUBELET_LABELS or key.startswith(_KUBELET_PREFIXES)
+
+    def within(parents: tuple[str, ...]) -> bool:
+        return any(domain == p or domain.endswith("." + p) for p in parents)
+
+    return not within(_RESTRICTED_DOMAINS) or key in _KUBELET_LABELS or within(_KUBELET_NAMESPACES)
 
 
 def registration_labels(spec: MachineSpec) -> dict[str, str]:
