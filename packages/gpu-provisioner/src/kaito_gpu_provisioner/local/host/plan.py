@@ -235,9 +235,14 @@ disabled_plugins = [
   config_path = "{plan.registry_hosts_dir}"
 
 [{cri}.registry.configs."{registry}".auth]
-  username = "{config.registry_username}"
-  password = "{registry_password}"
+  username = {_toml_string(config.registry_username)}
+  password = {_toml_string(registry_password)}
 """
+
+
+def _toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's): a secret may hold quotes or backslashes."""
+    return json.dumps(value)
 
 
 def registry_hosts_toml(config: AgentConfig) -> str:
