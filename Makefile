@@ -25,7 +25,7 @@ lint: ## Lint Python (ruff), import contracts (import-linter), Dockerfiles (hado
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen lint-imports
-	$(UV) run --frozen hadolint --failure-threshold warning $$(git ls-files 'packages/*/Dockerfile*')
+	$(UV) run --frozen hadolint --failure-threshold warning $$(git ls-files 'packages/*/Dockerfile*' 'runtimes/*/Dockerfile*' 'hack/images/*/Dockerfile')
 	bash hack/helm-lint.sh
 
 .PHONY: typecheck
@@ -52,8 +52,9 @@ generate: ## Regenerate CRDs and chart schemas from the models
 
 .PHONY: verify
 verify: generate ## Fail when generated files drift from what is committed, or uv.lock is stale
-	git diff --exit-code -- charts
+	git diff --exit-code -- charts packages/presets/README.md
 	$(UV) lock --check
+	$(UV) lock --project runtimes/cu12 --check
 
 .PHONY: images
 images: ## Build every package's image with docker, podman or buildah (tags = package versions)

@@ -3,8 +3,9 @@
 #
 # Why: CI has no Docker and no package ships kube-apiserver, so we compile the
 # control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl),
-# the node agents (kubelet, kube-proxy), etcd, kwok, helm and CoreDNS (cluster DNS,
-# run as a pod from an image built around this binary) at the versions in hack/versions.env. Binaries go to
+# the node agents (kubelet, kube-proxy), etcd, kwok, helm, CoreDNS (cluster DNS) and the oras
+# CLI (adapter pulls) at the versions in hack/versions.env; the last two run in pods, from
+# images hack/build-images.sh builds around these binaries. Binaries go to
 # ${KAITO_TOOLS_CACHE:-~/.cache/kaito-tools}/<key>/bin (key = hash of versions.env);
 # a tool whose binary is present and reports the pinned version is not rebuilt.
 # Throwaway Go modules live in <key>/src, never in the repo.
@@ -128,6 +129,12 @@ build_coredns() {
     "github.com/coredns/coredns@$COREDNS_VERSION"
 }
 
+build_oras() {
+  GOBIN="$TOOLS_BIN" go install -p "$JOBS" -trimpath \
+    -ldflags "-s -w -X oras.land/oras/internal/version.Version=${ORAS_VERSION#v} -X oras.land/oras/internal/version.BuildMetadata=" \
+    "oras.land/oras/cmd/oras@$ORAS_VERSION"
+}
+
 build_helm() {
   local major=${HELM_VERSION%%.*}
   GOBIN="$TOOLS_BIN" go install -p "$JOBS" -trimpath \
@@ -169,6 +176,11 @@ main() {
   else
     timed "coredns $COREDNS_VERSION" coredns
   fi
+  if version_ok oras "${ORAS_VERSION#v}" "$TOOLS_BIN/oras" version; then
+    log "oras $ORAS_VERSION: cached"
+  else
+    timed "oras $ORAS_VERSION" oras
+  fi
   if version_ok helm "$HELM_VERSION" "$TOOLS_BIN/helm" version --template '{{.Version}}'; then
     log "helm $HELM_VERSION: cached"
   else
@@ -181,6 +193,7 @@ main() {
   "$TOOLS_BIN/kubelet" --version | grep -F "Kubernetes $K8S_VERSION" >/dev/null
   "$TOOLS_BIN/kube-proxy" --version | grep -F "Kubernetes $K8S_VERSION" >/dev/null
   "$TOOLS_BIN/coredns" -version | grep -F "CoreDNS-${COREDNS_VERSION#v}" >/dev/null
+  "$TOOLS_BIN/oras" version | grep -F "${ORAS_VERSION#v}" >/dev/null
   "$TOOLS_BIN/etcd" --version | grep -F "etcd Version: ${ETCD_VERSION#v}" >/dev/null
   "$TOOLS_BIN/helm" version --template '{{.Version}}' | grep -xF "$HELM_VERSION" >/dev/null
   log "all tools ready in $((SECONDS - total_start))s: $TOOLS_BIN"

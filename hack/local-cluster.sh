@@ -425,7 +425,7 @@ pid_of() {
   [[ -n "$exe" && ("$exe" == "$want" || "$(basename "$exe")" == "$(basename "$want")") ]] || return 0
   # The agent is a Python process: it must also be ours (its config in this state dir).
   if [[ "$1" == node-agent ]]; then
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -F -- "$STATE/" >/dev/null || return 0
+    tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -F -- "$STATE/" >/dev/null || return 0
   fi
   echo "$pid"
 }
@@ -671,7 +671,7 @@ orphans() {
   for d in /proc/[0-9]*; do
     pid=${d#/proc/}
     [[ "$pid" == "$$" || "$pid" == "$BASHPID" ]] && continue
-    tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -F -- "$STATE/" >/dev/null && echo "$pid"
+    tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -F -- "$STATE/" >/dev/null && echo "$pid"
   done
   return 0
 }

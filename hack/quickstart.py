@@ -1,77 +1,99 @@
-"""The Python half of `make quickstart`: apply the Phi-3 Workspace, wait, then talk to it.
+"""The Python half of `make quickstart`: the Phi-3 quick start, as written, on real pods.
 
-hack/quickstart.sh has already started the local cluster, the controller and the provisioner.
-This script applies `examples/quickstart/phi-3-mini-inference.yaml`, shows the Workspace's
-conditions as they change until it is ready, then starts the inference server on the host with
-the exact command, environment and config of the container the controller put in the Deployment
-(KWOK runs no containers), with two substitutions that it prints: a tiny local CPU model instead of
-the Phi-3 weights and the transformers backend instead of vLLM (no GPU here). Finally it sends the
-quick start's `POST /chat` and an OpenAI chat completion and prints both answers.
+hack/quickstart.sh has started the local cluster and installed both charts as pods
+(`python -m kaito_e2e.deploy up`). This applies `examples/quickstart/phi-3-mini-inference.yaml`,
+shows the Workspace's conditions as they change until it is ready (the provisioner brings up a
+real node for its NodeClaim, the controller's Deployment runs the CPU inference image there, and
+readiness comes from the pod's probes), then runs the quick start's last step as written:
 
-The inference server is left running (its pid is in the state dir) so the user can keep using it;
-`down` stops it.
+    export CLUSTERIP=$(kubectl get svc workspace-phi-3-mini -o jsonpath="{.spec.clusterIPs[0]}")
+    kubectl run -it --rm --restart=Never curl --image=<local curl image> -- \\
+      curl -X POST http://$CLUSTERIP/chat -H "accept: application/json" \\
+      -H "Content-Type: application/json" -d '{"prompt":"YOUR QUESTION HERE"}'
+
+and an OpenAI chat completion with the official client through
+`kubectl port-forward svc/workspace-phi-3-mini`. The only local substitutions are the cluster's
+registry for the images and the model override (the image's baked-in tiny model instead of the
+Phi-3 weights, there being no GPU); both are chart values (kaito_e2e.deploy.operator_values).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
-import signal
+import re
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
-from kaito_e2e.dataplane import host_invocation, write_files
-from kubernetes import client, config
+from kaito_e2e.deploy import ClusterInfo, images
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples/quickstart/phi-3-mini-inference.yaml"
 NAMESPACE = "default"
-STATE = Path(os.environ.get("KAITO_CLUSTER_DIR", Path.home() / ".local/share/kaito-local-cluster"))
-QS_DIR = STATE / "quickstart"
-PID_FILE = QS_DIR / "inference.pid"
-LOG_FILE = QS_DIR / "inference.log"
-WAIT_SECONDS = int(os.environ.get("KAITO_QUICKSTART_WAIT", "300"))
+WAIT_SECONDS = int(os.environ.get("KAITO_QUICKSTART_WAIT", "900"))
 CONDITIONS = ("ResourceReady", "InferenceReady", "WorkspaceSucceeded", "WorkspaceReady")
+PROMPT = "What is Kubernetes?"
 
 
-def kubectl(*args: str, stdin: str | None = None) -> str:
-    out = subprocess.run(
-        ["kubectl", *args], input=stdin, text=True, capture_output=True, check=False
-    )
-    if out.returncode != 0:
+def kubectl(*args: str, check: bool = True) -> str:
+    out = subprocess.run(["kubectl", *args], text=True, capture_output=True, check=False)
+    if check and out.returncode != 0:
         sys.exit(f"kubectl {' '.join(args)} failed:\n{out.stderr.strip()}")
     return out.stdout
 
 
-def wait_ready(api: client.CustomObjectsApi, name: str) -> dict[str, Any]:
-    """Poll the Workspace, print each change of its conditions, return it once ready."""
+def conditions_line(ws: dict[str, Any]) -> str:
+    conds = {c["type"]: c for c in ws.get("status", {}).get("conditions", [])}
+    return "  ".join(
+        f"{t}={conds[t]['status']}"
+        + ("" if conds[t]["status"] == "True" else f"({conds[t].get('reason', '')})")
+        for t in CONDITIONS
+        if t in conds
+    )
+
+
+def wait_ready(name: str) -> None:
+    """Poll the Workspace and print each change of its conditions until it is ready."""
     start, last = time.monotonic(), ""
     while time.monotonic() - start < WAIT_SECONDS:
-        ws = api.get_namespaced_custom_object("kaito.sh", "v1beta1", NAMESPACE, "workspaces", name)
-        conds = {c["type"]: c for c in ws.get("status", {}).get("conditions", [])}
-        line = "  ".join(
-            f"{t}={conds[t]['status']}"
-            + ("" if conds[t]["status"] == "True" else f"({conds[t].get('reason', '')})")
-            for t in CONDITIONS
-            if t in conds
-        )
+        ws = json.loads(kubectl("get", "workspace", name, "-n", NAMESPACE, "-o", "json"))
+        line = conditions_line(ws) or "no conditions yet"
         if line != last:
-            print(f"  [{time.monotonic() - start:5.1f}s] {line or 'no conditions yet'}", flush=True)
+            print(f"  [{time.monotonic() - start:5.1f}s] {line}", flush=True)
             last = line
-        ready = conds.get("WorkspaceReady") or conds.get("WorkspaceSucceeded")
-        if ready and ready["status"] == "True":
-            return ws
-        time.sleep(1)
-    print(kubectl("get", "workspace", name, "-n", NAMESPACE, "-o", "yaml"))
+        conds = {c["type"]: c for c in ws.get("status", {}).get("conditions", [])}
+        if conds.get("WorkspaceReady", {}).get("status") == "True":
+            return
+        time.sleep(2)
+    print(kubectl("describe", "workspace", name, "-n", NAMESPACE, check=False))
+    print(kubectl("get", "pods,nodeclaims,nodes", "-o", "wide", check=False))
     sys.exit(f"workspace {name} was not ready after {WAIT_SECONDS}s (see the status above)")
+
+
+def chat_from_a_pod(name: str, curl_image: str) -> str:
+    """The quick start's last step, as written: curl in a temporary pod to the Service's IP."""
+    cluster_ip = kubectl(
+        "get", "svc", name, "-n", NAMESPACE, "-o", "jsonpath={.spec.clusterIPs[0]}"
+    ).strip()  # fmt: skip
+    body = json.dumps({"prompt": PROMPT, "max_new_tokens": 24})
+    command = [
+        "run", "-i", "--rm", "--restart=Never", "curl", f"--image={curl_image}", "-n", NAMESPACE,
+        "--", "curl", "-sS", "-X", "POST", f"http://{cluster_ip}/chat",
+        "-H", "accept: application/json", "-H", "Content-Type: application/json", "-d", body,
+    ]  # fmt: skip
+    print(f"  export CLUSTERIP={cluster_ip}")
+    print(f"  kubectl run -i --rm --restart=Never curl --image={curl_image} -- \\")
+    print(f"    curl -X POST http://$CLUSTERIP/chat ... -d '{body}'")
+    out = kubectl(*command)
+    # kubectl run --rm prints its own "pod ... deleted" line after the container's output.
+    return re.sub(r'pod "curl" deleted.*$', "", out, flags=re.S).strip()
 
 
 def free_port() -> int:
@@ -80,115 +102,58 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tiny_model() -> tuple[Path, Path]:
-    model, adapters = QS_DIR / "tiny-model", QS_DIR / "adapters"
-    if not (model / "config.json").is_file():
-        print("  building a tiny Phi-3-style model offline (random weights, local tokenizer)")
-        subprocess.run(["kaito-inference", "make-tiny-model", str(model)], check=True)
-    adapters.mkdir(parents=True, exist_ok=True)
-    return model, adapters
-
-
-def start_server(apps: client.AppsV1Api, core: client.CoreV1Api, name: str) -> str:
-    """Start the Deployment's inference container on the host; return its base URL."""
-    stop_server()
-    workload = apps.api_client.sanitize_for_serialization(
-        apps.read_namespaced_deployment(name, NAMESPACE)
-    )
-    workload["kind"] = "Deployment"
-    configmaps = {
-        cm.metadata.name: core.api_client.sanitize_for_serialization(cm)
-        for cm in core.list_namespaced_config_map(NAMESPACE).items
-    }
-    model, _ = tiny_model()
+@contextlib.contextmanager
+def port_forward(name: str) -> Iterator[str]:
+    """``kubectl port-forward svc/NAME PORT:80``; yields the local base URL."""
     port = free_port()
-    inv = host_invocation(
-        workload,
-        configmaps,
-        root=QS_DIR / "root",
-        container=None,
-        flag_overrides={
-            "--model": str(model),
-            "--backend": "transformers",
-            "--port": str(port),
-            "--host": "127.0.0.1",
-        },
+    proc = subprocess.Popen(
+        ["kubectl", "port-forward", "-n", NAMESPACE, f"svc/{name}", f"{port}:80"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
-    write_files(inv)
-    print("  the controller's container, run on the host:")
-    print("   ", " ".join(inv.argv))
-    print("  substituted (no GPU, no Phi-3 weights here):", json.dumps(inv.overrides))
-    env = {**os.environ, **inv.env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    with LOG_FILE.open("w") as log:
-        proc = subprocess.Popen(
-            inv.argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    PID_FILE.write_text(str(proc.pid))
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"inference server exited with {proc.returncode}; log: {LOG_FILE}")
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return base
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    sys.exit(f"inference server not ready after 180s; log: {LOG_FILE}")
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        if "Forwarding from" not in first:
+            sys.exit(f"kubectl port-forward failed: {first}{proc.stdout.read()}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
-def ask(base: str, served_model: str) -> None:
+def openai_answer(base: str) -> None:
     from openai import OpenAI
 
-    prompt = "What is Kubernetes?"
-    chat = httpx.post(f"{base}/chat", json={"prompt": prompt, "max_new_tokens": 24}, timeout=120)
-    chat.raise_for_status()
-    print(f"\n  POST /chat {{'prompt': {prompt!r}}} ->\n    {chat.json()}")
-    openai = OpenAI(base_url=f"{base}/v1", api_key="unused")
-    completion = openai.chat.completions.create(
-        model=served_model,
-        messages=[{"role": "user", "content": prompt}],
+    client = OpenAI(base_url=f"{base}/v1", api_key="unused")
+    model = client.models.list().data[0].id
+    completion = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": PROMPT}],
         max_tokens=24,
         seed=0,
     )
-    print(f"\n  openai chat.completions.create(model={served_model!r}) ->")
+    print(f"  openai chat.completions.create(model={model!r}) ->")
     print(f"    {completion.choices[0].message.content!r}  (usage: {completion.usage})")
-    print(
-        "\n  (a tiny random-weight model answers: expect gibberish, the plumbing is what is shown)"
-    )
-
-
-def stop_server() -> None:
-    if PID_FILE.is_file():
-        pid = int(PID_FILE.read_text())
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        PID_FILE.unlink()
-
-
-def up() -> None:
-    QS_DIR.mkdir(parents=True, exist_ok=True)
-    name = yaml.safe_load(MANIFEST.read_text())["metadata"]["name"]
-    print(kubectl("apply", "-n", NAMESPACE, "-f", str(MANIFEST)).strip())
-    config.load_kube_config()
-    api, apps, core = client.CustomObjectsApi(), client.AppsV1Api(), client.CoreV1Api()
-    wait_ready(api, name)
-    print(kubectl("get", "workspace", name, "-n", NAMESPACE))
-    base = start_server(apps, core, name)
-    models = httpx.get(f"{base}/v1/models", timeout=10).json()["data"]
-    ask(base, models[0]["id"])
-    print(f"\n  inference server left running at {base} (log: {LOG_FILE})")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["up", "down"])
-    args = parser.parse_args()
-    if args.action == "up":
-        up()
-    else:
-        stop_server()
+    name = yaml.safe_load(MANIFEST.read_text())["metadata"]["name"]
+    info = ClusterInfo.load()
+    curl_image = info.image(images()["curl"])
+    print(kubectl("apply", "-n", NAMESPACE, "-f", str(MANIFEST)).strip())
+    wait_ready(name)
+    print(kubectl("get", "workspace", name, "-n", NAMESPACE))
+    print(kubectl("get", "pods", "-A", "-o", "wide"))
+    print(kubectl("get", "svc", name, "-n", NAMESPACE))
+    print("\nThe quick start's last step, from a pod:")
+    answer = chat_from_a_pod(name, curl_image)
+    print(f"    -> {answer}")
+    print("\nAn OpenAI chat completion through `kubectl port-forward svc/" + name + "`:")
+    with port_forward(name) as base:
+        openai_answer(base)
+    print("\n  (a tiny random-weight model answers: expect gibberish; the plumbing is what is shown)")
 
 
 if __name__ == "__main__":

@@ -9,4 +9,4 @@ TOOLS_KEY="k8s-${K8S_VERSION}-$(sha256sum "$HACK_DIR/versions.env" | cut -c1-12)
 TOOLS_DIR="${KAITO_TOOLS_CACHE:-$HOME/.cache/kaito-tools}/$TOOLS_KEY"
 TOOLS_BIN="$TOOLS_DIR/bin"
 # Every binary the local cluster and the e2e suite need.
-TOOLS_REQUIRED=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm coredns)
+TOOLS_REQUIRED=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm coredns oras)

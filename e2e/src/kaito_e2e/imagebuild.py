@@ -41,8 +41,8 @@ from kaito_e2e.cluster import HACK_DIR, REPO_ROOT, read_versions
 from kaito_e2e.images import (
     BUILD_KEY_LABEL,
     HOST_UV_CACHE_MOUNT,
-    STAGED_COREDNS,
     STAGED_PAUSE,
+    STAGED_TOOL,
     ImageSpec,
     cache_key,
     catalog,
@@ -253,12 +253,13 @@ def staged_context(kind: str, tools_bin: Path) -> Iterator[tuple[Path, list[tupl
                 what="compiling pause.c (gcc -static)")  # fmt: skip
             compiler = run(["gcc", "--version"], what="gcc --version", capture=True).splitlines()[0]
             inputs = [("pause.c", sha256_file(source)), ("gcc", compiler)]
-        elif kind == STAGED_COREDNS:
-            binary = tools_bin / "coredns"
+        elif kind.startswith(STAGED_TOOL):
+            name = kind.removeprefix(STAGED_TOOL)
+            binary = tools_bin / name
             if not binary.is_file():
                 raise BuildError(f"{binary} is missing: run hack/build-tools.sh")
-            shutil.copy2(binary, directory / "coredns")
-            inputs = [("coredns", sha256_file(binary))]
+            shutil.copy2(binary, directory / name)
+            inputs = [(name, sha256_file(binary))]
         else:
             raise ValueError(f"unknown staged context {kind!r}")
         yield directory, inputs

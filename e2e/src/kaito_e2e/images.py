@@ -25,9 +25,10 @@ BUILD_KEY_LABEL = "sh.kaito.build-key"
 HOST_UV_CACHE_MOUNT = "/var/cache/uv-host"
 """Where package image builds see the build machine's uv cache (a bind mount of buildah's)."""
 
-# Staged contexts: a temporary directory holding files prepared by the builder.
+# Staged contexts: a temporary directory holding files prepared by the builder: the pause
+# program compiled from source, or a binary hack/build-tools.sh built (``tool:<name>``).
 STAGED_PAUSE = "pause"
-STAGED_COREDNS = "coredns"
+STAGED_TOOL = "tool:"
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def catalog(pins: Mapping[str, str], versions: Mapping[str, str]) -> dict[str, I
 
     Args:
         pins: ``hack/images/images.env`` merged with ``hack/versions.env`` (DEBIAN_SUITE,
-            UV_VERSION, PAUSE_VERSION, IMAGE_REVISION, COREDNS_VERSION).
+            UV_VERSION, PAUSE_VERSION, IMAGE_REVISION, COREDNS_VERSION, ORAS_VERSION).
         versions: package directory name -> version from its pyproject (the product tags).
     """
     suite = pins["DEBIAN_SUITE"]
@@ -92,8 +93,11 @@ def catalog(pins: Mapping[str, str], versions: Mapping[str, str]) -> dict[str, I
         ImageSpec("pause", "kaito-local/pause", pins["PAUSE_VERSION"], "infra",
                   "hack/images/pause/Dockerfile", f"staged:{STAGED_PAUSE}", recipe=revision),
         ImageSpec("coredns", "kaito-local/coredns", pins["COREDNS_VERSION"].removeprefix("v"),
-                  "infra", "hack/images/coredns/Dockerfile", f"staged:{STAGED_COREDNS}",
+                  "infra", "hack/images/coredns/Dockerfile", f"staged:{STAGED_TOOL}coredns",
                   recipe={**revision, "COREDNS_VERSION": pins["COREDNS_VERSION"]}),
+        ImageSpec("oras", "kaito-local/oras", pins["ORAS_VERSION"].removeprefix("v"), "tools",
+                  "hack/images/oras/Dockerfile", f"staged:{STAGED_TOOL}oras",
+                  {"DEBIAN_IMAGE": "@debian"}, {**revision, "ORAS_VERSION": pins["ORAS_VERSION"]}),
         ImageSpec("curl", "kaito-local/curl", suite, "tools", "hack/images/curl/Dockerfile",
                   "hack/images/curl", {"DEBIAN_IMAGE": "@debian"}, revision),
         ImageSpec("controller", "kaito-py/kaito-controller", versions["kaito-controller"],
@@ -106,6 +110,12 @@ def catalog(pins: Mapping[str, str], versions: Mapping[str, str]) -> dict[str, I
                   "packages/tuning-job/Dockerfile", build_args=gpu_local),
         ImageSpec("inference", "kaito-py/kaito-inference", versions["inference-server"],
                   "product", "packages/inference-server/Dockerfile", build_args=gpu_local),
+        # CUDA 12 wheels for the GPUs CUDA 13 dropped (V100): docs/adr/0002.
+        ImageSpec("inference-cu12", "kaito-py/kaito-inference-cu12",
+                  versions["inference-server"], "product", "runtimes/cu12/Dockerfile.inference",
+                  build_args=local),
+        ImageSpec("tuning-cu12", "kaito-py/kaito-tuning-cu12", versions["tuning-job"], "product",
+                  "runtimes/cu12/Dockerfile.tuning", build_args=local),
     ]  # fmt: skip
     return {s.short: s for s in specs}
 

@@ -1,7 +1,8 @@
 """``python -m kaito_gpu_provisioner.local.host serve|down|status --config CONFIG``.
 
 serve   run the node agent (HTTP API + reconcile loop); `hack/local-cluster.sh up` starts it
-down    tear down every machine of this cluster now, whether or not the agent runs
+down    power off every machine of this cluster now (processes, mounts, network), whether or not
+        the agent runs; records and disks stay, so the next `serve` brings the machines back
 status  one line per machine: phase, address, and the pids of its processes
 """
 
@@ -40,15 +41,13 @@ def _serve(config: AgentConfig) -> None:
 def _down(config: AgentConfig) -> None:
     async def main() -> None:
         agent = Agent(config)
-        names = list(agent.machines)
-        await agent.stop_all()
-        left = [m.name for m in agent.list()]
-        for netns in leftover_netns(config.slot, {}):  # nodes whose records were lost
+        failed = await agent.power_off_all()
+        for netns in leftover_netns(config.slot, agent.machines):  # nodes whose records were lost
             sh("ip", "netns", "del", netns, check=False)
             print(f"removed leftover network namespace {netns}", file=sys.stderr)
-        print(f"stopped {len(names) - len(left)} machine(s)", file=sys.stderr)
-        if left:
-            raise SystemExit(f"could not stop: {', '.join(left)} (see the messages above)")
+        print(f"stopped {len(agent.machines) - len(failed)} machine(s)", file=sys.stderr)
+        if failed:
+            raise SystemExit(f"could not stop: {', '.join(failed)} (see the messages above)")
 
     asyncio.run(main())
 

@@ -151,11 +151,23 @@ class Agent:
         self._run(name, self._tear_down(name), replace=True)
         return machine
 
-    async def stop_all(self) -> None:
-        """Tear down every machine now (``local-cluster.sh down``)."""
-        for name in list(self.machines):
-            await self.delete(name)
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+    async def power_off_all(self) -> list[str]:
+        """Stop every machine now, keeping its record and disk (``local-cluster.sh down``): the
+        next agent brings them back. Machines being deleted finish deleting. Returns the names
+        that could not be stopped."""
+        failed = []
+        for name, machine in list(self.machines.items()):
+            plan = self.plan(machine)
+            deleting = machine.phase is MachinePhase.STOPPING
+            try:
+                await asyncio.to_thread(self.runtime.stop, plan, keep_disk=not deleting)
+            except Exception:
+                logger.exception("machine %s: stopping failed", name)
+                failed.append(name)
+                continue
+            if deleting:
+                self.machines.pop(name, None)
+        return failed
 
     # --- work -----------------------------------------------------------------------
 

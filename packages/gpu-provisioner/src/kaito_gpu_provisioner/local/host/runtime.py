@@ -298,8 +298,14 @@ class NodeRuntime:
                 self._wait_for_socket(plan, child)
         return started
 
-    def stop(self, plan: NodePlan) -> None:
-        """Tear the node down completely (idempotent)."""
+    def stop(self, plan: NodePlan, *, keep_disk: bool = False) -> None:
+        """Tear the node down (idempotent): every process, mount, network link and cgroup.
+
+        With ``keep_disk`` the node is only powered off: its directory stays (configs, the
+        kubelet's credentials, containerd's images), so ``start`` brings it back without pulling
+        its images again; containerd's runtime state (tasks of dead shims) is dropped as a
+        reboot drops /run. Without it, the directory is deleted too.
+        """
         for process in ("kube-proxy", "kubelet"):
             pid = self.pid_of(plan, process)
             if pid is not None:
@@ -317,7 +323,12 @@ class NodeRuntime:
         network_down(plan, self.config)
         remove_cgroups(plan.cgroup_root)
         self._reap()
-        shutil.rmtree(plan.root, ignore_errors=True)
+        if keep_disk:
+            shutil.rmtree(plan.containerd_dir / "state", ignore_errors=True)
+            for pidfile in plan.pids.glob("*.pid"):
+                pidfile.unlink()
+        else:
+            shutil.rmtree(plan.root, ignore_errors=True)
 
     def _write_files(self, plan: NodePlan, spec: MachineSpec) -> None:
         files = node_files(plan, self.config, spec, self.config.registry_password())
