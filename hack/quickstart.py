@@ -153,7 +153,7 @@ def main() -> None:
     print("\nAn OpenAI chat completion through `kubectl port-forward svc/" + name + "`:")
     with port_forward(name) as base:
         openai_answer(base)
-    print("\n  (a tiny random-weight model answers: expect gibberish; the plumbing is what is shown)")
+    print("\n  (a tiny random-weight model answers: expect gibberish; the plumbing is the point)")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from kaito_e2e.cluster import HACK_DIR, REPO_ROOT
-from kaito_e2e.images import ImageSpec, catalog
 from kaito_e2e.imagebuild import load_pins, package_versions
+from kaito_e2e.images import ImageSpec, catalog
 
 CONTROLLER_NAMESPACE = "kaito-workspace"
 PROVISIONER_NAMESPACE = "gpu-provisioner"
@@ -188,7 +188,7 @@ def wait_for_webhook(kubectl: Run, timeout: float = 120) -> None:
 
 
 def _cli_runner(kubeconfig: Path) -> tuple[Run, Run]:
-    from kaito_e2e.cluster import Cluster, Backend, find_tool, tools_bin
+    from kaito_e2e.cluster import Backend, Cluster, find_tool, tools_bin
 
     bin_dir = tools_bin()
     cluster = Cluster(
@@ -201,7 +201,9 @@ def _cli_runner(kubeconfig: Path) -> tuple[Run, Run]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kaito_e2e.deploy", description=__doc__.splitlines()[0] if __doc__ else "")
+    parser = argparse.ArgumentParser(
+        prog="kaito_e2e.deploy", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("command", choices=["up", "values"])
     parser.add_argument("--no-build", action="store_true", help="use the images already pushed")
     args = parser.parse_args(argv)
@@ -214,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_and_push()
     kubectl, helm = _cli_runner(info.kubeconfig)
     install(info, kubectl, helm)
-    print(f"[deploy] both charts running as pods in {time.monotonic() - start:.0f}s", file=sys.stderr)
+    elapsed = time.monotonic() - start
+    print(f"[deploy] both charts running as pods in {elapsed:.0f}s", file=sys.stderr)
     return 0
 
 
