@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +51,16 @@ def gpu_patch(node_status: dict[str, Any] | None, gpus: int) -> dict[str, Any] |
     if str(capacity.get(GPU_RESOURCE)) == str(gpus):
         return None
     return {"status": {"capacity": {GPU_RESOURCE: str(gpus)}}}
+
+
+async def _after(previous: asyncio.Task[None], work: Coroutine[Any, Any, None]) -> None:
+    """``work`` once ``previous`` has ended, however it ended."""
+    try:
+        await asyncio.wait([previous])
+    except asyncio.CancelledError:
+        work.close()
+        raise
+    await work
 
 
 class Agent:
@@ -148,7 +158,10 @@ class Agent:
         if machine.phase is not MachinePhase.STOPPING:
             machine = machine.model_copy(update={"phase": MachinePhase.STOPPING, "message": ""})
             self._save(machine)
-        self._run(name, self._tear_down(name), replace=True)
+            # After a bring-up still under way (its thread cannot be cancelled): never both.
+            self._run(name, self._tear_down(name), after_current=True)
+        else:  # already being deleted: a running tear-down goes on; a failed one is retried
+            self._run(name, self._tear_down(name))
         return machine
 
     async def power_off_all(self) -> list[str]:
@@ -171,13 +184,15 @@ class Agent:
 
     # --- work -----------------------------------------------------------------------
 
-    def _run(self, name: str, work: Any, *, replace: bool = False) -> None:
+    def _run(self, name: str, work: Any, *, after_current: bool = False) -> None:
+        """Run ``work`` as the machine's one task: dropped while another runs, or with
+        ``after_current`` started once that one has finished."""
         current = self._tasks.get(name)
         if current is not None and not current.done():
-            if not replace:
+            if not after_current:
                 work.close()
                 return
-            current.cancel()
+            work = _after(current, work)
         task = asyncio.get_running_loop().create_task(work)
         self._tasks[name] = task
         task.add_done_callback(
@@ -232,12 +247,19 @@ class Agent:
         if any(pid is None for pid in status.values()):
             dead = [p for p, pid in status.items() if pid is None]
             logger.warning("machine %s: %s not running; restarting", machine.name, ", ".join(dead))
-            try:
-                await asyncio.to_thread(self.runtime.start, plan, machine.spec)
-            except Exception:
-                logger.exception("machine %s: restart failed", machine.name)
+            # As the machine's task, so that a delete meanwhile waits for it (see delete).
+            self._run(machine.name, self._restart(machine.name))
             return
         await asyncio.to_thread(self._advertise_gpus, plan, machine.spec.gpus)
+
+    async def _restart(self, name: str) -> None:
+        machine = self.machines.get(name)
+        if machine is None or machine.phase is not MachinePhase.RUNNING:
+            return  # deleted since its processes were found dead
+        try:
+            await asyncio.to_thread(self.runtime.start, self.plan(machine), machine.spec)
+        except Exception:
+            logger.exception("machine %s: restart failed", name)
 
     def _advertise_gpus(self, plan: NodePlan, gpus: int) -> None:
         if gpus <= 0:
