@@ -232,14 +232,18 @@ class Agent:
     async def reconcile_once(self) -> None:
         """Resume interrupted work, restart dead node processes, advertise GPUs."""
         for name, machine in list(self.machines.items()):
-            if name in self._tasks:
+            task = self._tasks.get(name)
+            if task is not None and not task.done():
                 continue
             if machine.phase is MachinePhase.STARTING:
                 self._run(name, self._bring_up(name))
             elif machine.phase is MachinePhase.STOPPING:
                 self._run(name, self._tear_down(name))
             elif machine.phase is MachinePhase.RUNNING:
-                await self._keep_running(machine)
+                try:  # one machine's trouble (say, its half-written kubeconfig) stops no other
+                    await self._keep_running(machine)
+                except Exception:
+                    logger.exception("machine %s: checking it failed", name)
 
     async def _keep_running(self, machine: Machine) -> None:
         plan = self.plan(machine)
