@@ -383,9 +383,10 @@ def _private_umask() -> Iterator[None]:
         os.umask(old)
 
 
-def leftover_netns(slot: int, known: Mapping[str, object]) -> list[str]:
+def leftover_netns(
+    slot: int, known: Mapping[str, object], directory: Path = Path("/run/netns")
+) -> list[str]:
     """Network namespaces of this slot that no known machine owns (after a lost node dir)."""
-    directory = Path("/run/netns")
     prefix = f"kaito{slot}-"
     if not directory.is_dir():
         return []
