@@ -49,8 +49,9 @@ def _auth_middleware(token: str) -> Middleware:
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/healthz":
             return await handler(request)
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        # Header bytes that are not UTF-8 arrive as surrogates: compare them as they came.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, f"Bearer {token}".encode()):
             return _error(401, "missing or wrong bearer token (see the node agent's token file)")
         try:
             return await handler(request)
@@ -85,7 +86,7 @@ def make_app(agent: Agent, token: str) -> web.Application:
             spec = MachineSpec.model_validate_json(await request.read())
         except ValidationError as err:
             details = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors()
             )
             return _error(422, f"invalid machine spec: {details}")
         if spec.name != name:
