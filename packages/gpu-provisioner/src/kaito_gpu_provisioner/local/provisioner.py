@@ -18,6 +18,7 @@ deleted so the next attempt starts clean).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -212,7 +213,14 @@ class LocalNodeProvisioner:
 
     async def list(self) -> Sequence[Instance]:
         # Only machines this provider made: the cluster's own (the system node) are not ours.
-        return [_instance(m, None, {}) for m in await self._agent.list() if _ours(m)]
+        # Each names its Node (the kubelet registers under the machine's name): garbage
+        # collection deletes it with the machine, as nothing else here deletes a stopped
+        # kubelet's Node.
+        return [
+            replace(_instance(m, None, {}), node_name=m.name)
+            for m in await self._agent.list()
+            if _ours(m)
+        ]
 
 
 def _ours(machine: Machine) -> bool:
