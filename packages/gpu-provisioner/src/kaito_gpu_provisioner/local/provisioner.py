@@ -5,8 +5,9 @@ end as KWOK fakes there. This provider asks the node agent (:mod:`.host`, the lo
 for a machine named after the claim, shaped like its SKU: the SKU's GPU Feature Discovery
 labels and GPU count (advertised as ``nvidia.com/gpu``), the claim's labels and taints. The
 kubelet then registers the Node itself; ``create`` returns once the agent reports the machine
-running *and* the Node exists, so Launched/Registered/Initialized follow what the node really
-does (Initialized needs the node Ready with its GPUs allocatable). Deleting the claim deletes
+running *and* the Node exists with the GPUs the agent advertises on it, so Launched, Registered
+and Initialized follow what the node really does (Initialized needs the node Ready with its
+GPUs allocatable). Deleting the claim deletes
 the machine (processes, mounts, network) and then the Node.
 
 The agent's API errors map onto the provisioner's typed errors: unreachable or 5xx →
@@ -198,6 +199,16 @@ class LocalNodeProvisioner:
             raise LaunchPending(f"machine {claim.name!r} is {what}", retry_after=1)
         shape = shape_for(claim.instance_type)
         capacity = expected_capacity(spec, dict(shape.capacity) if shape else {})
+        # Launched only once the Node carries the GPUs the agent advertises: the controller
+        # records the Node's capacity at registration and gates Initialized on what it records,
+        # so a Node registered without them would be Initialized with no GPU allocatable.
+        advertised = ((node.get("status") or {}).get("capacity")) or {}
+        missing = [k for k, v in capacity.items() if str(advertised.get(k)) != v]
+        if missing:
+            raise LaunchPending(
+                f"machine {claim.name!r}: its node does not advertise {', '.join(missing)} yet",
+                retry_after=1,
+            )
         return _instance(machine, node, capacity)
 
     async def delete(self, claim: NodeClaimView) -> None:
