@@ -130,8 +130,20 @@ ensure_host() {
 # net_up: the node-network bridge with the host's address, the slot's /17 routed onto it (an
 # address nobody has dies there), forwarding only inside the node network, and only the
 # API server, registry and node agent ports of the host open to it.
+# One cluster per slot: /run/kaito-local/<bridge>.owner names the state dir that owns the slot's
+# bridge, so a second cluster on the same slot refuses to start (and its `down` cannot tear the
+# first one's network down).
+OWNERS=/run/kaito-local
+slot_owner() { cat "$OWNERS/$BRIDGE.owner" 2>/dev/null || true; }
+
 net_up() {
-  mkdir -p "$STATE/net"
+  mkdir -p "$STATE/net" "$OWNERS"
+  local owner
+  owner=$(slot_owner)
+  if [[ -n "$owner" && "$owner" != "$STATE" ]] && ip link show "$BRIDGE" >/dev/null 2>&1; then
+    die "slot $SLOT ($BRIDGE, $SLOT_CIDR) belongs to the cluster in $owner; stop it or set KAITO_CLUSTER_SLOT"
+  fi
+  echo "$STATE" >"$OWNERS/$BRIDGE.owner"
   ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
   ip addr replace "$HOST_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
@@ -155,6 +167,13 @@ net_up() {
 }
 
 net_down() {
+  local owner
+  owner=$(slot_owner)
+  if [[ -n "$owner" && "$owner" != "$STATE" ]]; then
+    log "slot $SLOT belongs to the cluster in $owner: leaving its network alone"
+    return 0
+  fi
+  rm -f "$OWNERS/$BRIDGE.owner"
   local ipt=(iptables -w 5)
   while "${ipt[@]}" -D FORWARD -j "$FWD_CHAIN" 2>/dev/null; do :; done
   while "${ipt[@]}" -D INPUT -i "$BRIDGE" -j "$IN_CHAIN" 2>/dev/null; do :; done
@@ -626,11 +645,12 @@ cmd_up() {
   ensure_tools
   net_plan
   load_ports
-  save_ports
+  mkdir -p "$STATE"
   exec 8>"$STATE/.up.lock"
   flock 8
-  reap_untracked
   net_up
+  save_ports
+  reap_untracked
   make_pki
   make_kubeconfigs
   make_registry_config

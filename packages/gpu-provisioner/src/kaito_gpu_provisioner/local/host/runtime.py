@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kaito_gpu_provisioner.local.host.config import AgentConfig
@@ -335,8 +335,11 @@ class NodeRuntime:
         for path, content in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            with _private_umask():
-                tmp.write_text(content)
+            # 0600 by open mode, not by umask: the umask is process-wide, and another node's
+            # processes may be starting in another thread right now.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
             tmp.replace(path)
 
     def _spawn(self, plan: NodePlan, process: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -349,6 +352,7 @@ class NodeRuntime:
                 stderr=subprocess.STDOUT,
                 cwd=plan.root,
                 env=ENV,
+                umask=0o022,  # containerd makes snapshot dirs the containers' users must read
                 start_new_session=True,  # survives the agent; `down` finds it by pid file
             )
         self._children[child.pid] = child
@@ -372,15 +376,6 @@ class NodeRuntime:
         for pid, child in list(self._children.items()):
             if child.poll() is not None:
                 del self._children[pid]
-
-
-@contextlib.contextmanager
-def _private_umask() -> Iterator[None]:
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def leftover_netns(
