@@ -89,6 +89,13 @@ def e2e_cluster(
         kubectl_path=find_tool("kubectl", bin_dir),
         helm_path=helm_path,
     )
+    if backend is Backend.LOCAL and helm_path is not None:
+        # `make quickstart` leaves both charts running as pods (with their webhook) on the same
+        # cluster; the suite starts from a cluster without them, as CI does.
+        from kaito_e2e.deploy import remove
+
+        for item in remove(cluster.kubectl, cluster.helm):
+            print(f"e2e: removed the quick start's {item}")
     yield cluster
     if kwok_proc is not None:
         kwok_proc.terminate()

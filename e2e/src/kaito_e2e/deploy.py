@@ -173,6 +173,43 @@ def install(
     wait_for_webhook(kubectl)
 
 
+def remove(kubectl: Run, helm: Run, *, timeout: float = 300) -> list[str]:
+    """Undo :func:`install`, leaving no Workspace, NodeClaim or node of ours behind: Workspaces
+    go first (while the provisioner still runs to release their NodeClaims), then both
+    releases. Returns what was removed, for the caller's log."""
+    removed: list[str] = []
+    releases = [
+        (chart, namespace)
+        for chart, namespace in (
+            ("kaito-workspace", CONTROLLER_NAMESPACE),
+            ("gpu-provisioner", PROVISIONER_NAMESPACE),
+        )
+        if helm("status", chart, "-n", namespace, check=False).returncode == 0
+    ]
+    if not releases:
+        return removed
+    rows = kubectl(
+        "get", "workspaces", "-A", "--no-headers",
+        "-o", "custom-columns=NS:.metadata.namespace,NAME:.metadata.name", check=False,
+    ).stdout.splitlines()  # fmt: skip
+    for row in rows:
+        namespace, name = row.split()
+        kubectl("delete", "workspace", name, "-n", namespace, "--wait=false", check=False)
+        removed.append(f"workspace {namespace}/{name}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = kubectl("get", "nodeclaims", "-o", "name", check=False).stdout.split()
+        if not left:
+            break
+        time.sleep(2)
+    else:
+        raise RuntimeError(f"NodeClaims not released after {timeout:.0f}s: {left}")
+    for chart, namespace in releases:
+        helm("uninstall", chart, "-n", namespace, "--wait", "--timeout", "120s")
+        removed.append(f"release {namespace}/{chart}")
+    return removed
+
+
 def wait_for_webhook(kubectl: Run, timeout: float = 120) -> None:
     """Until the controller's webhook admits the quick-start Workspace (a server-side dry run):
     the pod can be Ready a moment before the API server reaches its endpoint."""

@@ -26,6 +26,7 @@ from kaito_gpu_provisioner.local.host.config import AgentConfig
 from kaito_gpu_provisioner.local.machines import PROVIDER_PREFIX, MachineSpec
 
 PROCESSES = ("containerd", "kubelet", "kube-proxy")
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes, NUL included
 """The node's long-running processes, in start order."""
 
 # Labels a kubelet may set on its own Node (NodeRestriction): in the kubernetes.io and k8s.io
@@ -144,6 +145,16 @@ def plan_node(config: AgentConfig, name: str, index: int) -> NodePlan:
     """
     if not 0 <= index < config.max_nodes:
         raise ValueError(f"node index {index} out of range 0..{config.max_nodes - 1}")
+    root = config.nodes_dir / name
+    # Unix sockets live under the node dir (containerd's, the kubelet's pod-resources socket):
+    # their paths must fit sun_path (108 bytes).
+    longest = root / "kubelet/pod-resources/kubelet.sock"
+    if len(str(longest)) > UNIX_PATH_MAX:
+        raise ValueError(
+            f"node directory {root} is too long for the node's unix sockets "
+            f"({len(str(longest))} > {UNIX_PATH_MAX} bytes at {longest}); use a shorter "
+            "KAITO_CLUSTER_DIR"
+        )
     network = ipaddress.IPv4Network(config.node_network)
     pods = list(ipaddress.IPv4Network(config.pod_cidr).subnets(new_prefix=24))
     return NodePlan(
@@ -153,7 +164,7 @@ def plan_node(config: AgentConfig, name: str, index: int) -> NodePlan:
         node_ip=str(network.network_address + 10 + index),
         pod_cidr=str(pods[index]),
         prefixlen=network.prefixlen,
-        root=config.nodes_dir / name,
+        root=root,
     )
 
 
