@@ -147,3 +147,68 @@ def test_bad_values_fail_naming_the_field(args: list[str], message: str) -> None
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+LOCAL = [
+    "--set",
+    "provider=local",
+    "--set",
+    "local.agentUrl=http://198.18.127.1:5050",
+    "--set",
+    "local.tokenSecret.name=node-agent",
+]
+
+
+def container_env(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    pod = by_kind(docs, "Deployment")["spec"]["template"]["spec"]
+    return {e["name"]: e for e in pod["containers"][0]["env"]}
+
+
+def test_local_render_passes_the_agent_url_and_the_token_from_a_secret() -> None:
+    env = container_env(render(*LOCAL))
+    assert env["KAITO_PROVISIONER_PROVIDER"]["value"] == "local"
+    assert env["KAITO_PROVISIONER_LOCAL__AGENT_URL"]["value"] == "http://198.18.127.1:5050"
+    token = env["KAITO_PROVISIONER_LOCAL__TOKEN"]
+    assert "value" not in token  # never a literal in the manifest
+    assert token["valueFrom"] == {"secretKeyRef": {"name": "node-agent", "key": "token"}}
+    assert not any(name.startswith("KAITO_PROVISIONER_AZURE__") for name in env)
+    custom = container_env(render(*LOCAL, "--set", "local.tokenSecret.key=agent-token"))
+    ref = custom["KAITO_PROVISIONER_LOCAL__TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "node-agent", "key": "agent-token"}
+
+
+def test_other_providers_get_no_local_settings() -> None:
+    for args in ([], AZURE):
+        assert not any(
+            name.startswith("KAITO_PROVISIONER_LOCAL__") for name in container_env(render(*args))
+        )
+
+
+def test_local_rbac_cannot_create_nodes() -> None:
+    role = by_kind(render(*LOCAL), "ClusterRole")
+    nodes = next(r for r in role["rules"] if r["resources"] == ["nodes"])
+    assert set(nodes["verbs"]) == {"get", "list", "watch", "patch", "delete"}
+    assert not any("secrets" in r["resources"] for r in role["rules"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--set", "provider=local", "--set", "local.tokenSecret.name=s"],
+            "local.agentUrl is required",
+        ),
+        (
+            ["--set", "provider=local", "--set", "local.agentUrl=http://h:1"],
+            "local.tokenSecret.name is required",
+        ),
+        ([*LOCAL, "--set", "local.token=literal"], "additional properties 'token' not allowed"),
+    ],
+)
+def test_local_values_fail_naming_the_field(args: list[str], message: str) -> None:
+    result = subprocess.run(
+        [_helm(), "template", "t", str(CHART), *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "literal" not in result.stdout
