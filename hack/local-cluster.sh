@@ -46,7 +46,7 @@ PY="${KAITO_PYTHON:-$REPO_DIR/.venv/bin/python}"
 REGISTRY_BIN="${KAITO_REGISTRY_BIN:-/usr/bin/docker-registry}"
 SYSTEM_NODE=kaito-system
 # Start order; down stops in reverse.
-COMPONENTS=(registry etcd kube-apiserver kube-controller-manager kube-scheduler kwok node-agent)
+COMPONENTS=(registry registry-gate etcd kube-apiserver kube-controller-manager kube-scheduler kwok node-agent)
 
 log() { printf '[local-cluster %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() {
@@ -86,17 +86,19 @@ load_ports() {
   for c in "${COMPONENTS[@]}"; do [[ -n "$(pid_of "$c")" ]] && keep=yes; done
   if [[ "${keep:-yes}" == yes && -f "$STATE/ports.env" ]]; then
     source "$STATE/ports.env"
+    # ports.env of an older version may lack the later ports.
+    : "${REGISTRY_UPSTREAM_PORT:=$((${KAITO_CLUSTER_PORT_BASE:-36400} + 50))}"
     return
   fi
   local base="${KAITO_CLUSTER_PORT_BASE:-36400}"
   API_PORT=$((base + 43)) ETCD_PORT=$((base + 79)) ETCD_PEER_PORT=$((base + 80))
-  KCM_PORT=$((base + 57)) SCHED_PORT=$((base + 59))
+  KCM_PORT=$((base + 57)) SCHED_PORT=$((base + 59)) REGISTRY_UPSTREAM_PORT=$((base + 50))
 }
 
 save_ports() {
   mkdir -p "$STATE"
-  printf 'API_PORT=%s\nETCD_PORT=%s\nETCD_PEER_PORT=%s\nKCM_PORT=%s\nSCHED_PORT=%s\n' \
-    "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHED_PORT" >"$STATE/ports.env"
+  printf 'API_PORT=%s\nETCD_PORT=%s\nETCD_PEER_PORT=%s\nKCM_PORT=%s\nSCHED_PORT=%s\nREGISTRY_UPSTREAM_PORT=%s\n' \
+    "$API_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHED_PORT" "$REGISTRY_UPSTREAM_PORT" >"$STATE/ports.env"
 }
 
 kc() { "$TOOLS_BIN/kubectl" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
@@ -116,7 +118,7 @@ ensure_tools() {
 ensure_host() {
   [[ $EUID -eq 0 ]] || die "real nodes need root (network namespaces, bridges, cgroups, mounts)"
   local cmd missing=()
-  for cmd in openssl ip iptables nsenter containerd runc htpasswd buildah; do
+  for cmd in openssl ip iptables nsenter containerd runc buildah mmdebstrap skopeo; do
     command -v "$cmd" >/dev/null || missing+=("$cmd")
   done
   [[ -x "$REGISTRY_BIN" ]] || missing+=("docker-registry")
@@ -265,13 +267,14 @@ secret_file() {
   cat "$1"
 }
 
-# The registry: one user (htpasswd, bcrypt) for pushes and for the nodes' pulls.
+# The registry: Debian's docker-registry on loopback, without auth; the registry gate
+# (kaito_e2e.registry_gate) in front of it on the node network lets anyone pull and only the
+# user `kaito` (password in registry/password) push.
 make_registry_config() {
-  local dir="$STATE/registry" password
+  local dir="$STATE/registry"
   mkdir -p "$dir/data"
   chmod 700 "$dir"
-  password=$(secret_file "$dir/password" 16)
-  [[ -s "$dir/htpasswd" ]] || htpasswd -Bbn kaito "$password" >"$dir/htpasswd" 2>/dev/null
+  secret_file "$dir/password" 16 >/dev/null
   cat >"$dir/config.yml" <<EOF
 version: 0.1
 log:
@@ -284,12 +287,9 @@ storage:
   delete:
     enabled: true
 http:
-  addr: $REGISTRY
+  addr: 127.0.0.1:$REGISTRY_UPSTREAM_PORT
+  relativeurls: true
   secret: $(secret_file "$dir/http-secret" 16)
-auth:
-  htpasswd:
-    realm: kaito-local
-    path: $dir/htpasswd
 EOF
 }
 
@@ -340,7 +340,7 @@ image_tag() { bash "$HACK_DIR/build-images.sh" --print-tag "$1"; }
 binary_of() {
   case $1 in
     registry) echo "$REGISTRY_BIN" ;;
-    node-agent) readlink -f "$PY" ;;
+    node-agent | registry-gate) readlink -f "$PY" ;;
     *) echo "$TOOLS_BIN/$1" ;;
   esac
 }
@@ -351,6 +351,10 @@ args_for() {
   case $1 in
     registry)
       printf '%s\n' "$REGISTRY_BIN" serve "$STATE/registry/config.yml"
+      ;;
+    registry-gate)
+      printf '%s\n' "$PY" -m kaito_e2e.registry_gate --listen "$REGISTRY" \
+        --upstream "127.0.0.1:$REGISTRY_UPSTREAM_PORT" --password-file "$STATE/registry/password"
       ;;
     etcd)
       printf '%s\n' "$TOOLS_BIN/etcd" --name=kaito --data-dir="$STATE/etcd" \
@@ -442,8 +446,8 @@ pid_of() {
   exe=${exe% (deleted)}
   want=$(binary_of "$1")
   [[ -n "$exe" && ("$exe" == "$want" || "$(basename "$exe")" == "$(basename "$want")") ]] || return 0
-  # The agent is a Python process: it must also be ours (its config in this state dir).
-  if [[ "$1" == node-agent ]]; then
+  # Python components must also be ours (their arguments name this state dir).
+  if [[ "$1" == node-agent || "$1" == registry-gate ]]; then
     tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -F -- "$STATE/" >/dev/null || return 0
   fi
   echo "$pid"
@@ -452,7 +456,8 @@ pid_of() {
 # ports_of COMPONENT: the ports it listens on, as ADDRESS:PORT.
 ports_of() {
   case $1 in
-    registry) echo "$HOST_IP:$REGISTRY_PORT" ;;
+    registry) echo "127.0.0.1:$REGISTRY_UPSTREAM_PORT" ;;
+    registry-gate) echo "$HOST_IP:$REGISTRY_PORT" ;;
     etcd) echo "127.0.0.1:$ETCD_PORT 127.0.0.1:$ETCD_PEER_PORT" ;;
     kube-apiserver) echo "$HOST_IP:$API_PORT" ;;
     kube-controller-manager) echo "127.0.0.1:$KCM_PORT" ;;
@@ -548,8 +553,11 @@ etcd_healthy() { http_get "http://127.0.0.1:$ETCD_PORT/health" | grep '"health":
 api_ready() { kc get --raw /readyz | grep -x ok >/dev/null; }
 healthz() { http_get "https://127.0.0.1:$1/healthz" | grep -x ok >/dev/null; }
 default_sa() { kc -n default get serviceaccount default; }
-# The registry answers /v2/ with 401 (it wants credentials) once it serves.
-registry_up() { [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://$REGISTRY/v2/")" == 401 ]]; }
+# The registry answers its ping; the gate asks for credentials on it, and passes them on.
+registry_up() {
+  curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$REGISTRY_UPSTREAM_PORT/v2/" &&
+    curl -fsS --max-time 5 -o /dev/null -u "kaito:$(<"$STATE/registry/password")" "http://$REGISTRY/v2/"
+}
 agent_up() { curl -fsS --max-time 5 "http://$HOST_IP:$AGENT_PORT/healthz" >/dev/null; }
 
 # cpu_pool_ready: every CPU pool node is Ready and carries no not-ready/unreachable taint.
@@ -655,7 +663,9 @@ cmd_up() {
   make_kubeconfigs
   make_registry_config
   start registry
+  start registry-gate
   alive registry
+  alive registry-gate
   wait_for "registry on $REGISTRY" registry_up
   # pause (every pod's sandbox) and CoreDNS: built once (cached by content), pushed here.
   bash "$HACK_DIR/build-images.sh" --push infra >&2
