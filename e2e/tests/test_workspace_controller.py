@@ -14,14 +14,8 @@ converges to the same objects (no duplicate NodeClaims).
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +25,6 @@ import yaml
 from kaito_controller.naming import nodeclaim_name
 from kaito_controller.testing import ControllerProcess, free_port
 from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
-from kaito_e2e.dataplane import HostInvocation, host_invocation, write_files
 from kaito_e2e.kube import wait_until
 from kaito_gpu_provisioner.testing.e2e import get_json
 from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
@@ -498,179 +491,6 @@ def test_kill_mid_reconcile_and_restart_converges_without_duplicates(
     time.sleep(3)
     assert get_json(kubectl, "deployment", name, "-n", namespace)["metadata"]["uid"] == before  # type: ignore[index]
     assert len(ws_claims(kubectl, namespace, name)) == 1
-
-
-# --- data plane: the controller's container specs, run on the host ------------------------------
-
-
-def run_on_host(
-    kubectl: Kubectl,
-    namespace: str,
-    pod_spec: dict[str, Any],
-    root: Path,
-    overrides: dict[str, str],
-    mounts: dict[str, Path] | None = None,
-) -> HostInvocation:
-    """The pod's container as a host command (kaito_e2e.dataplane), its ConfigMaps written,
-    its console script taken from this interpreter's environment."""
-    configmaps = {}
-    for volume in pod_spec.get("volumes", []):
-        if "configMap" in volume:
-            name = volume["configMap"]["name"]
-            cm = get_json(kubectl, "configmap", name, "-n", namespace)
-            assert cm is not None, f"ConfigMap {name} of the workload is missing"
-            configmaps[name] = cm
-    inv = host_invocation(
-        {"kind": "Pod", "spec": pod_spec},
-        configmaps,
-        root=root,
-        flag_overrides=overrides,
-        mount_overrides=mounts,
-    )
-    write_files(inv)
-    inv.argv[0] = str(Path(sys.executable).with_name(inv.argv[0]))
-    return inv
-
-
-def test_inference_container_serves_on_the_host(
-    kubectl: Kubectl,
-    namespace: str,
-    controller: ControllerProcess,
-    provisioner: ProvisionerProcess,
-    tmp_path: Path,
-) -> None:
-    """Run the inference container the controller built (command, args, env, mounted config)
-    on the host, with a tiny local model in place of the weights and the CPU backend; it must
-    pass the workload's own probes and answer on the Service's target port."""
-    from kaito_inference.testing.tiny_model import build_tiny_model
-
-    name = apply_example(kubectl, namespace, "phi-3-mini-inference.yaml")
-    wait_condition(kubectl, namespace, name, "WorkspaceReady", timeout=90, why=controller.log_tail)
-    dep = get_json(kubectl, "deployment", name, "-n", namespace)
-    svc = get_json(kubectl, "svc", name, "-n", namespace)
-    assert dep is not None and svc is not None
-    pod_spec = dep["spec"]["template"]["spec"]
-    (container,) = pod_spec["containers"]
-    target = next(p["targetPort"] for p in svc["spec"]["ports"] if p["port"] == 80)
-    tiny = build_tiny_model(tmp_path / "tiny")
-    port = target if port_free(target) else free_port()  # the host may already use 5000
-    inv = run_on_host(
-        kubectl,
-        namespace,
-        pod_spec,
-        tmp_path / "mounts",
-        {"--model": str(tiny), "--backend": "transformers", "--port": str(port)},
-    )
-    argv = inv.argv
-    env = {**os.environ, **inv.env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        probes = {
-            k: container[k]["httpGet"]["path"]
-            for k in ("startupProbe", "livenessProbe", "readinessProbe")
-        }
-        assert {container[k]["httpGet"]["port"] for k in probes} == {target}
-        wait_until(
-            lambda: http_status(base + probes["startupProbe"]) == 200,
-            timeout=240,
-            interval=1,
-            what=f"startup probe {probes['startupProbe']} of {argv} (server log: {log})",
-        )
-        assert http_status(base + probes["livenessProbe"]) == 200
-        assert http_status(base + probes["readinessProbe"]) == 200
-        served = argv[argv.index("--served-model-name") + 1]
-        body = json.dumps(
-            {"model": served, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-        ).encode()
-        req = urllib.request.Request(
-            base + "/v1/chat/completions", data=body, headers={"content-type": "application/json"}
-        )
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            answer = json.loads(resp.read())
-        assert answer["model"] == served and answer["choices"][0]["message"]["role"] == "assistant"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status
-    except urllib.error.HTTPError as err:
-        return err.code
-    except OSError:
-        return 0
-
-
-def test_tuning_container_trains_on_the_host(
-    kubectl: Kubectl,
-    namespace: str,
-    controller: ControllerProcess,
-    provisioner: ProvisionerProcess,
-    tmp_path: Path,
-) -> None:
-    """Run the tuning container of the controller's Job (command, args, mounted config) on the
-    host: a tiny model stands in for the weights init container's download, a local dataset for
-    the data fetcher's. The quick start's qlora needs a CUDA GPU, so this uses the same
-    Workspace with method lora (the chart's lora template); the push step is left out (no
-    registry here) and training is capped at 2 steps."""
-    from kaito_inference.testing.tiny_model import build_tiny_model
-
-    body = yaml.safe_load((QUICKSTART / "phi-3-qlora-tuning.yaml").read_text())
-    body["metadata"]["name"] = name = "workspace-tuning-phi-3-lora"
-    body["tuning"]["method"] = "lora"
-    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
-    wait_condition(kubectl, namespace, name, "JobStarted", timeout=90, why=controller.log_tail)
-    job = get_json(kubectl, "job", name, "-n", namespace)
-    assert job is not None
-    pod_spec = job["spec"]["template"]["spec"]
-    assert len(pod_spec["containers"]) == 1
-    inv = run_on_host(
-        kubectl,
-        namespace,
-        pod_spec,
-        tmp_path / "mounts",
-        {"--max-steps": "2", "--termination-log": str(tmp_path / "termination.log")},
-        mounts={"/workspace/weights": build_tiny_model(tmp_path / "tiny")},
-    )
-    paths = inv.mount_map
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": f"q{i}"},
-                {"role": "assistant", "content": f"a{i}"},
-            ]
-        }
-        for i in range(8)
-    ]
-    (paths["/mnt/data"] / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
-    argv = inv.argv
-    for flag in ("--push-image", "--docker-config"):
-        if flag in argv:
-            i = argv.index(flag)
-            del argv[i : i + 2]
-    assert "--method" in argv and argv[argv.index("--method") + 1] == "lora"
-    env = {**os.environ, **inv.env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    out = paths["/mnt/output"]
-    for produced in (
-        "adapter_config.json",
-        "adapter_model.safetensors",
-        "fine_tuning_completed.txt",
-    ):
-        assert (out / produced).is_file(), sorted(p.name for p in out.iterdir())
 
 
 def test_bring_your_own_nodes(

@@ -66,6 +66,10 @@ validation.workspace.kaito.sh
 - name: KAITO_CONTROLLER_MODEL_OVERRIDE
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.workload.modelOverrideImage }}
+- name: KAITO_CONTROLLER_MODEL_OVERRIDE_IMAGE
+  value: {{ . | quote }}
+{{- end }}
 - name: KAITO_CONTROLLER_REGISTRY_PLAIN_HTTP
   value: {{ .Values.workload.registryPlainHTTP | quote }}
 - name: KAITO_CONTROLLER_WEBHOOK_ENABLED

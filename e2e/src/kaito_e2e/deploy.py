@@ -33,7 +33,7 @@ AGENT_TOKEN_SECRET = "node-agent"
 SYSTEM_POOL = {"kaito.sh/pool": "system"}
 TINY_MODEL = "/opt/kaito/tiny-model"
 """The tiny model baked into the CPU inference image (packages/inference-server/Dockerfile.cpu)."""
-IMAGES = ("controller", "provisioner", "inference-cpu", "tuning", "oras", "curl")
+IMAGES = ("controller", "provisioner", "inference-cpu", "tuning", "oras", "tiny-model", "curl")
 """What the local deployment and its quick starts run."""
 
 Run = Callable[..., Any]
@@ -119,6 +119,7 @@ def operator_values(info: ClusterInfo, specs: Mapping[str, ImageSpec]) -> dict[s
             "workload.adapterPullerImage": info.image(specs["oras"]),
             "workload.imagePullPolicy": "Always",
             "workload.modelOverride": TINY_MODEL,
+            "workload.modelOverrideImage": info.image(specs["tiny-model"]),
             "workload.registryPlainHTTP": "true",
             **_system_node("nodeSelector"),
         },
@@ -197,13 +198,13 @@ def remove(kubectl: Run, helm: Run, *, timeout: float = 300) -> list[str]:
         kubectl("delete", "workspace", name, "-n", namespace, "--wait=false", check=False)
         removed.append(f"workspace {namespace}/{name}")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         left = kubectl("get", "nodeclaims", "-o", "name", check=False).stdout.split()
         if not left:
             break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"NodeClaims not released after {timeout:.0f}s: {left}")
         time.sleep(2)
-    else:
-        raise RuntimeError(f"NodeClaims not released after {timeout:.0f}s: {left}")
     for chart, namespace in releases:
         helm("uninstall", chart, "-n", namespace, "--wait", "--timeout", "120s")
         removed.append(f"release {namespace}/{chart}")

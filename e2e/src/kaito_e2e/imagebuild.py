@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from kaito_e2e.images import (
     BUILD_KEY_LABEL,
     HOST_UV_CACHE_MOUNT,
     STAGED_PAUSE,
+    STAGED_TINY_MODEL,
     STAGED_TOOL,
     ImageSpec,
     cache_key,
@@ -242,27 +243,43 @@ def local_registry() -> Registry:
     return Registry(address, creds)
 
 
-@contextlib.contextmanager
-def staged_context(kind: str, tools_bin: Path) -> Iterator[tuple[Path, list[tuple[str, str]]]]:
-    """A temporary build context with the files an image copies, and their digests."""
-    with tempfile.TemporaryDirectory(prefix=f"kaito-{kind}-") as tmp:
-        directory = Path(tmp)
-        if kind == STAGED_PAUSE:
-            source = HACK_DIR / "images/pause/pause.c"
-            run(["gcc", "-static", "-Os", "-s", "-o", str(directory / "pause"), str(source)],
-                what="compiling pause.c (gcc -static)")  # fmt: skip
-            compiler = run(["gcc", "--version"], what="gcc --version", capture=True).splitlines()[0]
-            inputs = [("pause.c", sha256_file(source)), ("gcc", compiler)]
-        elif kind.startswith(STAGED_TOOL):
-            name = kind.removeprefix(STAGED_TOOL)
-            binary = tools_bin / name
-            if not binary.is_file():
-                raise BuildError(f"{binary} is missing: run hack/build-tools.sh")
-            shutil.copy2(binary, directory / name)
-            inputs = [(name, sha256_file(binary))]
-        else:
-            raise ValueError(f"unknown staged context {kind!r}")
-        yield directory, inputs
+TINY_MODEL_SOURCE = (
+    REPO_ROOT / "packages/inference-server/src/kaito_inference/testing/tiny_model.py"
+)
+
+
+def staged_inputs(kind: str, tools_bin: Path) -> list[tuple[str, str]]:
+    """The cache-key inputs of a staged context, without making its files."""
+    if kind == STAGED_PAUSE:
+        compiler = run(["gcc", "--version"], what="gcc --version", capture=True).splitlines()[0]
+        return [("pause.c", sha256_file(HACK_DIR / "images/pause/pause.c")), ("gcc", compiler)]
+    if kind.startswith(STAGED_TOOL):
+        name = kind.removeprefix(STAGED_TOOL)
+        binary = tools_bin / name
+        if not binary.is_file():
+            raise BuildError(f"{binary} is missing: run hack/build-tools.sh")
+        return [(name, sha256_file(binary))]
+    if kind == STAGED_TINY_MODEL:
+        # The builder is deterministic: its source and the locked torch/transformers decide it.
+        return [("tiny_model.py", sha256_file(TINY_MODEL_SOURCE)),
+                ("uv.lock", sha256_file(REPO_ROOT / "uv.lock"))]  # fmt: skip
+    raise ValueError(f"unknown staged context {kind!r}")
+
+
+def populate_staged(kind: str, directory: Path, tools_bin: Path) -> None:
+    """Make the files a staged context's Dockerfile copies."""
+    if kind == STAGED_PAUSE:
+        source = HACK_DIR / "images/pause/pause.c"
+        run(["gcc", "-static", "-Os", "-s", "-o", str(directory / "pause"), str(source)],
+            what="compiling pause.c (gcc -static)")  # fmt: skip
+    elif kind.startswith(STAGED_TOOL):
+        name = kind.removeprefix(STAGED_TOOL)
+        shutil.copy2(tools_bin / name, directory / name)
+    elif kind == STAGED_TINY_MODEL:
+        cli = Path(sys.executable).with_name("kaito-inference")
+        run([str(cli), "make-tiny-model", str(directory / "tiny-model"),
+             "--adapter-dir", str(directory / "adapters/tiny-lora")],
+            what="make-tiny-model", env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
 
 
 def tools_bin() -> Path:
@@ -325,8 +342,11 @@ class Builder:
             if spec.staged:
                 if self._tools_bin is None:
                     self._tools_bin = tools_bin()
-                context, inputs = stack.enter_context(staged_context(spec.staged, self._tools_bin))
+                inputs = staged_inputs(spec.staged, self._tools_bin)
             key = cache_key(spec, dockerfile=text, dependency_keys=keys, inputs=inputs)
+            if spec.staged and self.buildah.label(spec.local_ref, BUILD_KEY_LABEL) != key:
+                context = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaito-")))
+                populate_staged(spec.staged, context, self._tools_bin or tools_bin())
             keys[spec.short] = key
             if self.buildah.label(spec.local_ref, BUILD_KEY_LABEL) == key:
                 log(f"{spec.local_ref}: cached")

@@ -29,6 +29,7 @@ HOST_UV_CACHE_MOUNT = "/var/cache/uv-host"
 # program compiled from source, or a binary hack/build-tools.sh built (``tool:<name>``).
 STAGED_PAUSE = "pause"
 STAGED_TOOL = "tool:"
+STAGED_TINY_MODEL = "tiny-model"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ def catalog(pins: Mapping[str, str], versions: Mapping[str, str]) -> dict[str, I
         ImageSpec("oras", "kaito-local/oras", pins["ORAS_VERSION"].removeprefix("v"), "tools",
                   "hack/images/oras/Dockerfile", f"staged:{STAGED_TOOL}oras",
                   {"DEBIAN_IMAGE": "@debian"}, {**revision, "ORAS_VERSION": pins["ORAS_VERSION"]}),
+        ImageSpec("tiny-model", "kaito-local/tiny-model", "1", "tools",
+                  "hack/images/tiny-model/Dockerfile", f"staged:{STAGED_TINY_MODEL}",
+                  {"DEBIAN_IMAGE": "@debian"}, revision),
         ImageSpec("curl", "kaito-local/curl", suite, "tools", "hack/images/curl/Dockerfile",
                   "hack/images/curl", {"DEBIAN_IMAGE": "@debian"}, revision),
         ImageSpec("controller", "kaito-py/kaito-controller", versions["kaito-controller"],

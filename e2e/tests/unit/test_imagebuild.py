@@ -20,9 +20,10 @@ from kaito_e2e.imagebuild import (
     context_files,
     load_pins,
     package_versions,
+    populate_staged,
     run,
     sha256_file,
-    staged_context,
+    staged_inputs,
 )
 from kaito_e2e.images import ImageSpec, cache_key, catalog
 
@@ -137,7 +138,7 @@ def test_the_key_changes_with_copied_files_only(repo: Path, path: str, changes_k
 def test_a_staged_image_hashes_only_its_dockerfile_here(repo: Path) -> None:
     spec = ImageSpec("tool", "kaito-local/tool", "1", "infra", "Dockerfile", "staged:tool:x")
     builder = Builder(Buildah(repo / ".cache"), {"tool": spec}, root=repo)
-    assert builder.key_inputs(spec) == (DOCKERFILE, [])  # staged_context adds the rest
+    assert builder.key_inputs(spec) == (DOCKERFILE, [])  # staged_inputs adds the rest
 
 
 def test_the_root_file_system_hashes_the_extra_cas(
@@ -172,21 +173,25 @@ def test_a_tool_context_holds_the_built_binary(tmp_path: Path) -> None:
     tools = tmp_path / "bin"
     tools.mkdir()
     (tools / "oras").write_bytes(b"\x7fELF fake")
-    with staged_context("tool:oras", tools) as (directory, inputs):
-        assert (directory / "oras").read_bytes() == b"\x7fELF fake"
-        assert inputs == [("oras", hashlib.sha256(b"\x7fELF fake").hexdigest())]
-    assert not directory.exists()
+    inputs = staged_inputs("tool:oras", tools)
+    assert inputs == [("oras", hashlib.sha256(b"\x7fELF fake").hexdigest())]
+    directory = tmp_path / "context"
+    directory.mkdir()
+    populate_staged("tool:oras", directory, tools)
+    assert (directory / "oras").read_bytes() == b"\x7fELF fake"
+
+
+def test_the_tiny_model_key_follows_its_builder_and_the_lock(tmp_path: Path) -> None:
+    inputs = dict(staged_inputs("tiny-model", tmp_path))
+    assert set(inputs) == {"tiny_model.py", "uv.lock"}
+    assert inputs["uv.lock"] == sha256_file(ROOT / "uv.lock")
 
 
 def test_a_missing_tool_says_how_to_build_it(tmp_path: Path) -> None:
-    missing = pytest.raises(BuildError, match=r"coredns is missing: run hack/build-tools\.sh")
-    with missing, staged_context("tool:coredns", tmp_path):
-        pass
-    with (
-        pytest.raises(ValueError, match="unknown staged context 'nope'"),
-        staged_context("nope", tmp_path),
-    ):
-        pass
+    with pytest.raises(BuildError, match=r"coredns is missing: run hack/build-tools\.sh"):
+        staged_inputs("tool:coredns", tmp_path)
+    with pytest.raises(ValueError, match="unknown staged context 'nope'"):
+        staged_inputs("nope", tmp_path)
 
 
 # --- pins, versions, commands -------------------------------------------------------

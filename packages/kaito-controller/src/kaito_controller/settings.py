@@ -41,12 +41,20 @@ class ControllerSettings(BaseSettings):
     model_override: str | None = Field(
         None,
         description=(
-            "Serve this model (a path inside the inference image, or a Hugging Face id) instead "
-            "of every preset's own weights, keeping the preset's name and sizing. For smoke tests "
-            "with a tiny CPU model (kind without GPUs); never set it in production."
+            "Serve (and tune) this model (a path inside the inference image, or a Hugging Face "
+            "id) instead of every preset's own weights, keeping the preset's name and sizing. "
+            "Tuning Jobs copy a path's files from the inference image as their base weights. "
+            "For smoke tests with a tiny CPU model (local clusters, kind); never in production."
         ),
     )
 
+    model_override_image: str | None = Field(
+        None,
+        description=(
+            "Image holding the model_override path, for the tuning Job's init container that "
+            "copies it as the base weights. Unset: the inference image."
+        ),
+    )
     registry_plain_http: bool = Field(
         False, description="Talk to registries over plain HTTP (local test registries only)."
     )

@@ -90,6 +90,31 @@ async def test_job_follows_the_tuning_image_contract(
     assert _cond(client, "JobStarted")["status"] == "False"
 
 
+async def test_a_model_override_path_is_copied_from_its_image(
+    example: Callable[..., dict[str, Any]],
+) -> None:
+    """Local clusters tune the tiny model: the init container copies the override's files from
+    the image that holds them instead of downloading the preset's weights."""
+    client = MemoryKubeClient()
+    client.put(example("phi-3-qlora-tuning.yaml"))
+    client.put(TEMPLATE)
+    settings = ControllerSettings(
+        webhook_enabled=False,
+        release_namespace="kaito-workspace",
+        model_override="/opt/kaito/tiny-model/",
+        model_override_image="registry.local/kaito-local/tiny-model:1",
+    )
+    rec = Reconciler(client, settings, PresetsCatalog(), clock=lambda: NOW)
+    job = await _to_job(client, rec)
+    pod = job["spec"]["template"]["spec"]
+    weights = next(c for c in pod["initContainers"] if c["name"] == "model-weights")
+    assert weights["image"] == "registry.local/kaito-local/tiny-model:1"
+    assert weights["command"] == ["cp", "-rL", "/opt/kaito/tiny-model/.", "/workspace/weights"]
+    assert weights["env"] == []  # no Hugging Face token travels to a copy
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--model") + 1] == "/workspace/weights"
+
+
 async def test_job_status_drives_the_conditions(world: tuple[MemoryKubeClient, Reconciler]) -> None:
     client, rec = world
     job = await _to_job(client, rec)

@@ -54,6 +54,9 @@ class TuningParams:
     node_affinity: Sequence[Mapping[str, Any]] = ()
     image_pull_policy: str = "IfNotPresent"
     plain_http_registry: bool = False
+    weights_image: str | None = None
+    """With a model override: copy the base weights from ``model`` (a directory) in this image
+    instead of downloading ``model`` from Hugging Face."""
 
 
 def _fetch_args(p: TuningParams) -> list[str]:
@@ -114,17 +117,24 @@ def build_tuning_job(
         "imagePullPolicy": p.image_pull_policy,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    weights: dict[str, Any] = {
+        "name": "model-weights",
+        **common,
+        "command": ["hf", "download", p.model, "--local-dir", WEIGHTS_DIR],
+        "env": [
+            {"name": "HF_HUB_OFFLINE", "value": "0"},
+            *hf_token_env(p.model_access_secret),
+        ],
+        "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
+    }
+    if p.weights_image:
+        weights.update(
+            image=p.weights_image,
+            command=["cp", "-rL", f"{p.model.rstrip('/')}/.", WEIGHTS_DIR],
+            env=[],
+        )
     init = [
-        {
-            "name": "model-weights",
-            **common,
-            "command": ["hf", "download", p.model, "--local-dir", WEIGHTS_DIR],
-            "env": [
-                {"name": "HF_HUB_OFFLINE", "value": "0"},
-                *hf_token_env(p.model_access_secret),
-            ],
-            "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
-        },
+        weights,
         {
             "name": "data-fetcher",
             **common,

@@ -83,7 +83,7 @@ def plan_tuning(
             settings.tuning_image, sizing.image, smoke_test=bool(settings.model_override)
         ),
         image_pull_policy=settings.image_pull_policy,
-        model=sizing.model,
+        model=settings.model_override or sizing.model,
         model_name=t.preset.name,
         method=str(t.method),
         config_map=config_map,
@@ -100,6 +100,10 @@ def plan_tuning(
         else None,
         node_affinity=tuple(affinity),
         plain_http_registry=settings.registry_plain_http,
+        # The override is a path in the inference image (or a Hugging Face id to download).
+        weights_image=(settings.model_override_image or settings.inference_image)
+        if _is_path(settings.model_override)
+        else None,
     )
     job = stamp(build_tuning_job(ref, params))
     objects = [stamp(o) for o in objects]
@@ -172,3 +176,7 @@ def _termination_message(observed: Observed) -> str | None:
                 text = (term.get("message") or term.get("reason") or "").strip()
                 return f"container {cs.get('name')} exited {term.get('exitCode')}: {text}"
     return None
+
+
+def _is_path(model: str | None) -> bool:
+    return bool(model) and str(model).startswith("/")
