@@ -78,6 +78,9 @@ def test_adapters_become_init_containers_and_mounts() -> None:
     assert init["command"] == ["oras"]
     assert init["args"][:4] == ["pull", "reg/a1:1", "--output", "/mnt/adapter/a1"]
     assert "--plain-http" in init["args"] and "--registry-config" in init["args"]
+    # A failed pull's output (and a crashed server's last lines) reach the Workspace's reason.
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert pod["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
     mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     assert {"/mnt/adapter", "/mnt/adapter/a2"} <= mounts
     vols = {v["name"]: v for v in pod["volumes"]}

@@ -157,6 +157,34 @@ async def test_failed_job_reports_the_termination_message(
     assert client.find("Workspace", NAME, NS)["status"]["state"] == "Failed"  # type: ignore[index]
 
 
+async def test_a_failed_attempt_is_reported_while_the_job_retries(
+    world: tuple[MemoryKubeClient, Reconciler],
+) -> None:
+    """The data fetcher of the newest pod failed (an unreachable URL): the Workspace says so
+    with that container's message before the Job gives up."""
+    client, rec = world
+    job = await _to_job(client, rec)
+    job["status"] = {"active": 1, "failed": 1}
+    client.put(job)
+    labels = {"kaito.sh/workspace": NAME}
+
+    def pod(name: str, created: str, message: str) -> dict[str, Any]:
+        term = {"terminated": {"exitCode": 3, "message": message}}
+        return {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": labels, "creationTimestamp": created},
+            "status": {"initContainerStatuses": [{"name": "data-fetcher", "state": term}]},
+        }  # fmt: skip
+
+    client.put(pod(f"{NAME}-old", "2026-01-01T11:00:00Z", "InputUnreachable: old attempt"))
+    client.put(pod(f"{NAME}-new", "2026-01-01T11:05:00Z", "InputUnreachable: no such host"))
+    await rec.reconcile(NS, NAME)
+    assert _cond(client, "JobStarted")["status"] == "True"
+    succeeded = _cond(client, "WorkspaceSucceeded")
+    assert (succeeded["status"], succeeded["reason"]) == ("False", "WorkspaceTuningJobRetrying")
+    assert "container data-fetcher exited 3: InputUnreachable: no such host" in succeeded["message"]
+
+
 async def test_input_change_replaces_the_job(world: tuple[MemoryKubeClient, Reconciler]) -> None:
     client, rec = world
     await _to_job(client, rec)

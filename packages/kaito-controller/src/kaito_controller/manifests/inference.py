@@ -179,6 +179,8 @@ def _adapter_parts(
                     "command": ["oras"],
                     "args": args,
                     "volumeMounts": init_mounts,
+                    # oras prints why a pull failed; the Workspace's reason quotes it.
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
                 }
             )
         elif adapter.volume_source:
@@ -204,6 +206,8 @@ def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str)
             {"name": "torch", "containerPort": TORCH_PORT},
         ],
         "resources": {"requests": {GPU_RESOURCE_NAME: gpus}, "limits": {GPU_RESOURCE_NAME: gpus}},
+        # A crash's last log lines become the termination message the Workspace quotes.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         **_probes(params),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},

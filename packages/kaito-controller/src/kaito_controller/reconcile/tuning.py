@@ -157,6 +157,13 @@ def _job_conditions(job: Mapping[str, Any] | None, observed: Observed) -> list[C
             Cond(WORKSPACE_SUCCEEDED, "True", "WorkspaceSucceeded", view.message),
         ]
     if view.started:
+        failed_attempt = _termination_message(observed)
+        if failed_attempt:
+            retrying = f"a tuning pod failed, the Job retries: {failed_attempt}"
+            return [
+                Cond(JOB_STARTED, "True", "WorkspaceTuningJobStatusStarted", view.message),
+                Cond(WORKSPACE_SUCCEEDED, "False", "WorkspaceTuningJobRetrying", retrying),
+            ]
         return [
             Cond(JOB_STARTED, "True", "WorkspaceTuningJobStatusStarted", view.message),
             Cond(WORKSPACE_SUCCEEDED, "False", "WorkspacePending", view.message),
@@ -168,9 +175,20 @@ def _job_conditions(job: Mapping[str, Any] | None, observed: Observed) -> list[C
 
 
 def _termination_message(observed: Observed) -> str | None:
-    """The tuning container's termination message (it starts with the failure reason)."""
-    for pod in observed.pods:
-        for cs in (pod.get("status") or {}).get("containerStatuses") or ():
+    """The termination message of the newest failed container of the Job's pods: the data
+    fetcher's or weights copier's (init containers) or the tuning container's (it starts with
+    the failure reason)."""
+    pods = sorted(
+        observed.pods,
+        key=lambda pod: str((pod.get("metadata") or {}).get("creationTimestamp", "")),
+        reverse=True,
+    )
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in (
+            *(status.get("initContainerStatuses") or ()),
+            *(status.get("containerStatuses") or ()),
+        ):
             term = (cs.get("state") or {}).get("terminated") or {}
             if term.get("exitCode") not in (None, 0):
                 text = (term.get("message") or term.get("reason") or "").strip()
