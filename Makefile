@@ -57,15 +57,15 @@ verify: generate ## Fail when generated files drift from what is committed, or u
 	$(UV) lock --project runtimes/cu12 --check
 
 .PHONY: images
-images: ## Build every package's image with docker, podman or buildah (tags = package versions)
+images: ## Build every image with buildah (or docker: hack/build-images.sh --builder docker), tags = package versions
 	bash hack/build-images.sh
 
 .PHONY: quickstart
-quickstart: ## Local cluster + fake GPU nodes + charts + controller/provisioner, then the Phi-3 quick start on a tiny CPU model
+quickstart: ## Local cluster with real nodes (fake GPUs), images, both charts as pods, then the Phi-3 quick start on a tiny CPU model
 	bash hack/quickstart.sh up
 
 .PHONY: quickstart-down
-quickstart-down: ## Stop everything `make quickstart` started (controller, provisioner, cluster)
+quickstart-down: ## Stop the local cluster `make quickstart` started (nodes, pods, control plane; state kept)
 	bash hack/quickstart.sh down
 
 .PHONY: kind-e2e

@@ -24,7 +24,7 @@ up() {
   say "syncing the Python workspace from uv.lock"
   make --no-print-directory install
 
-  say "starting the local cluster (builds the pinned Kubernetes tools once: ~7 min cold)"
+  say "starting the local cluster (builds the pinned Kubernetes tools once: ~12 min cold on 2 cores)"
   bash hack/local-cluster.sh up
   eval "$(bash hack/local-cluster.sh env)"
 

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 COMPONENTS = (
     "registry",
+    "registry-gate",
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",

@@ -106,17 +106,27 @@ def curl_from_a_pod(
     body: Mapping[str, Any],
     *,
     pod: str = "curl",
+    attempts: int = 3,
 ) -> str:
     """The quick start's last step: ``kubectl run -i --rm --restart=Never curl -- curl -X POST``;
-    returns what curl printed (``kubectl run --rm``'s own "pod deleted" line removed)."""
-    command = [
-        "run", "-i", "--rm", "--restart=Never", pod, f"--image={curl_image}", "-n", namespace,
-        "--", "curl", "-sS", "--fail-with-body", "-X", "POST", url,
-        "-H", "accept: application/json", "-H", "Content-Type: application/json",
-        "-d", json.dumps(body),
-    ]  # fmt: skip
-    out = kubectl(*command).stdout
-    return re.sub(rf'pod "{re.escape(pod)}" deleted.*$', "", out, flags=re.S).strip()
+    returns what curl printed (``kubectl run --rm``'s own "pod deleted" line removed).
+
+    A curl that fails fails the call (its exit status is kubectl's). When the container is
+    done before kubectl attaches, kubectl can exit 0 having shown nothing; that run is
+    repeated (up to ``attempts`` times) rather than taken as an empty answer."""
+    for _ in range(attempts):
+        command = [
+            "run", "-i", "--rm", "--restart=Never", pod, f"--image={curl_image}", "-n", namespace,
+            "--", "curl", "-sS", "--fail-with-body", "-X", "POST", url,
+            "-H", "accept: application/json", "-H", "Content-Type: application/json",
+            "-d", json.dumps(body),
+        ]  # fmt: skip
+        done = kubectl(*command)
+        answer = re.sub(rf'pod "{re.escape(pod)}" deleted.*$', "", done.stdout, flags=re.S).strip()
+        if answer:
+            return answer
+        print(f"kubectl run {pod} showed nothing (stderr: {done.stderr.strip()!r}); again")
+    raise RuntimeError(f"kubectl run {pod}: curl {url} printed nothing in {attempts} runs")
 
 
 def free_port() -> int:
