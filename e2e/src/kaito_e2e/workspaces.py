@@ -111,17 +111,20 @@ def curl_from_a_pod(
     """The quick start's last step: ``kubectl run -i --rm --restart=Never curl -- curl -X POST``;
     returns what curl printed (``kubectl run --rm``'s own "pod deleted" line removed).
 
-    A curl that fails fails the call (its exit status is kubectl's). When the container is
-    done before kubectl attaches, kubectl can exit 0 having shown nothing; that run is
-    repeated (up to ``attempts`` times) rather than taken as an empty answer."""
-    for _ in range(attempts):
+    A curl that fails fails the call (its exit status is kubectl's). kubectl attaches only once
+    the container runs, and what a quick container printed before that is lost: kubectl exits 0
+    having shown nothing ("If you don't see a command prompt..."). Then the run is repeated with
+    the body sent on stdin (``-d @-``), so curl cannot finish before kubectl is attached.
+    """
+    payload = json.dumps(body)
+    for attempt in range(attempts):
+        data, stdin = (payload, None) if attempt == 0 else ("@-", payload)
         command = [
             "run", "-i", "--rm", "--restart=Never", pod, f"--image={curl_image}", "-n", namespace,
             "--", "curl", "-sS", "--fail-with-body", "-X", "POST", url,
-            "-H", "accept: application/json", "-H", "Content-Type: application/json",
-            "-d", json.dumps(body),
+            "-H", "accept: application/json", "-H", "Content-Type: application/json", "-d", data,
         ]  # fmt: skip
-        done = kubectl(*command)
+        done = kubectl(*command, input=stdin)
         answer = re.sub(rf'pod "{re.escape(pod)}" deleted.*$', "", done.stdout, flags=re.S).strip()
         if answer:
             return answer
