@@ -119,11 +119,11 @@ def pods_of(kubectl: Kubectl, namespace: str, name: str) -> list[dict[str, Any]]
     return list(json.loads(out.stdout)["items"])
 
 
-def example(file: str, **changes: Any) -> dict[str, Any]:
+def example(file: str, name: str | None = None) -> dict[str, Any]:
+    """A quick start manifest as written, optionally under another name."""
     body = yaml.safe_load((QUICKSTART / file).read_text())
-    body["metadata"].update(changes.pop("metadata", {}))
-    for section, value in changes.items():
-        body[section] = value
+    if name:
+        body["metadata"]["name"] = name
     return body
 
 
@@ -244,7 +244,7 @@ def tuning_workspace(
 ) -> list[dict[str, Any]]:
     """The tuning quick start with LoRA (no bitsandbytes without CUDA), the in-cluster dataset
     and a 3-step training config (a ConfigMap named by ``tuning.config``)."""
-    ws = example("phi-3-qlora-tuning.yaml", metadata={"name": name})
+    ws = example("phi-3-qlora-tuning.yaml", name)
     ws["tuning"]["method"] = "lora"
     ws["tuning"]["config"] = "tiny-lora"
     ws["tuning"]["input"]["urls"] = [
@@ -447,7 +447,7 @@ def test_bad_adapter_image_and_oom_name_the_cause(stack: Stack, ns: str) -> None
                              "defaultRequest": {"memory": "64Mi"}}]},
     }  # fmt: skip
     apply(kubectl, ns, limits)
-    ws = example("phi-3-mini-inference.yaml", metadata={"name": "too-small"})
+    ws = example("phi-3-mini-inference.yaml", "too-small")
     apply(kubectl, ns, ws)
     oom = wait(
         kubectl, ns, "too-small", "InferenceReady", status="False", reason="ContainerOOMKilled"

@@ -332,6 +332,12 @@ class Builder:
         files = context_files(self.root, spec.context, context_sources(text))
         return text, [(str(p.relative_to(self.root)), sha256_file(p)) for p in files]
 
+    def _staged_bin(self) -> Path:
+        """The tools' bin directory, looked up once (only staged images need it)."""
+        if self._tools_bin is None:
+            self._tools_bin = tools_bin()
+        return self._tools_bin
+
     def ensure(self, spec: ImageSpec, *, push: bool) -> None:
         keys = self._keys if self._keys is not None else {}
         self._keys = keys
@@ -340,15 +346,14 @@ class Builder:
         with contextlib.ExitStack() as stack:
             context = self.root / spec.context
             if spec.staged:
-                if self._tools_bin is None:
-                    self._tools_bin = tools_bin()
-                inputs = staged_inputs(spec.staged, self._tools_bin)
+                inputs = staged_inputs(spec.staged, self._staged_bin())
             key = cache_key(spec, dockerfile=text, dependency_keys=keys, inputs=inputs)
-            if spec.staged and self.buildah.label(spec.local_ref, BUILD_KEY_LABEL) != key:
-                context = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaito-")))
-                populate_staged(spec.staged, context, self._tools_bin or tools_bin())
             keys[spec.short] = key
-            if self.buildah.label(spec.local_ref, BUILD_KEY_LABEL) == key:
+            cached = self.buildah.label(spec.local_ref, BUILD_KEY_LABEL) == key
+            if spec.staged and not cached:
+                context = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kaito-")))
+                populate_staged(spec.staged, context, self._staged_bin())
+            if cached:
                 log(f"{spec.local_ref}: cached")
             elif spec.dockerfile is None:
                 log(f"{spec.local_ref}: building the Debian root file system (mmdebstrap)")

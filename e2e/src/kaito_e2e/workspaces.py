@@ -68,7 +68,7 @@ def wait_for_condition(
 ) -> dict[str, Any]:
     """Poll until condition ``type_`` has ``status`` (and ``reason``, when given); return the
     Workspace. ``report`` gets each new conditions line (elapsed seconds first). On timeout,
-    raise with the last conditions and `kubectl describe` of the Workspace's pods."""
+    raise with the last conditions and the namespace's pods, Jobs and NodeClaims."""
     start, last = time.monotonic(), None
     ws: dict[str, Any] | None = None
     while time.monotonic() - start < timeout:
