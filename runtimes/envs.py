@@ -10,8 +10,12 @@ a fresh environment and an unchanged one is a no-op), then runs ``probe.py`` ins
     uv run --frozen python runtimes/envs.py probe IMAGE       # print one image's measurement
     uv run --frozen python runtimes/envs.py write             # rewrite images.measured.yaml
     uv run --frozen python runtimes/envs.py check             # exit 1 if it would change
+    uv run --frozen python runtimes/envs.py release           # delete them all, cache included
 
-Environments live under ``$KAITO_RUNTIME_ENVS`` (default ``~/.cache/kaito-runtime-envs``).
+Environments live under ``$KAITO_RUNTIME_ENVS`` (default ``~/.cache/kaito-runtime-envs``),
+with a uv cache of their own inside it: the CUDA 12 wheels and vLLM (about 9 GB) are theirs
+alone, so ``release`` gives that disk back in one step (``make test`` does, before the e2e
+suite's nodes need it) instead of leaving it in the workspace's uv cache.
 Needs ``uv`` on PATH and PyPI; no GPU. The tests in packages/presets/tests/integration and
 packages/inference-server/tests/integration import this module.
 """
@@ -71,6 +75,11 @@ def env_root() -> Path:
     return Path(os.environ.get("KAITO_RUNTIME_ENVS", Path.home() / ".cache" / "kaito-runtime-envs"))
 
 
+def uv_cache() -> Path:
+    """The environments' own uv cache (hard links into it stay on one file system)."""
+    return env_root() / "uv-cache"
+
+
 def env_dir(entry: dict[str, Any]) -> Path:
     """Where the environment of ``entry`` lives: keyed by its lock's content and sync arguments."""
     project = REPO / entry["project"]
@@ -93,7 +102,7 @@ def sync(entry: dict[str, Any]) -> Path:
     cmd = [_uv(), "sync", "--frozen", "--project", str(REPO / entry["project"]), *sync_args(entry)]
     for package in LOCAL_PACKAGES:
         cmd += ["--reinstall-package", package]
-    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(target)}
+    env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(target), "UV_CACHE_DIR": str(uv_cache())}
     env.pop("VIRTUAL_ENV", None)  # `uv run` sets it; it must not redirect this sync
     run = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=SYNC_TIMEOUT_S, check=False
@@ -142,14 +151,42 @@ def _say(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
+def disk_usage(root: Path) -> int:
+    """Bytes under ``root``, each hard-linked file once (environments link into the cache)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def release() -> int:
+    """Delete every environment and their uv cache; returns the bytes given back."""
+    root = env_root()
+    if not root.exists():
+        return 0
+    freed = disk_usage(root)
+    shutil.rmtree(root)
+    return freed
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"sync", "probe", "write", "check"}:
+    if not argv or argv[0] not in {"sync", "probe", "write", "check", "release"}:
         _say(__doc__ or "")
         return 2
     command, names = argv[0], argv[1:]
     if command == "sync":
         for entry in [image(n) for n in names] or declared_images():
             _say(f"{entry['name']}: {sync(entry).parent.parent}")
+        return 0
+    if command == "release":
+        _say(f"released {env_root()}: {release() / 1e9:.1f} GB")
         return 0
     if command == "probe":
         if len(names) != 1:

@@ -367,8 +367,16 @@ def test_tuning_quick_start_pushes_an_adapter_a_second_workspace_serves(
         assert sorted(served_models(base)) == ["phi-3-adapter", "phi-3-mini-128k-instruct"]
         assert chat(base, "phi-3-adapter")
 
+    # What the server keeps in its weights directory (HF_HOME: what it downloads) is the node's
+    # and outlives the pod; it is the server's non-root user's to write.
+    kept = f"/workspace/weights/kept-by-{ns}"
+    pod_name = pod["metadata"]["name"]
+    kubectl("exec", pod_name, "-n", ns, "-c", adapter_name, "--", "sh", "-c", f"echo {ns} > {kept}")
+    assert pulled["weights-cache-owner"]["state"]["terminated"]["exitCode"] == 0, pulled
+
     # Dropping the adapter rolls the pod (Recreate: the GPU is the old pod's until it goes);
-    # the node keeps its images, so only the pod start and the model load are paid again.
+    # the node keeps its images and its weights, so only the pod start and the model load are
+    # paid again.
     start = time.monotonic()
     patch = [{"op": "remove", "path": "/inference/adapters"}]
     kubectl("patch", "workspace", adapter_name, "-n", ns, "--type=json", "-p", json.dumps(patch))
@@ -389,6 +397,15 @@ def test_tuning_quick_start_pushes_an_adapter_a_second_workspace_serves(
     wait(kubectl, ns, adapter_name, "WorkspaceReady", timeout=60)
     with workspaces.port_forward(stack.kubectl_argv, ns, adapter_name) as base:
         assert served_models(base) == ["phi-3-mini-128k-instruct"]
+    (new_pod,) = [
+        p for p in pods_of(kubectl, ns, adapter_name) if p["status"].get("phase") == "Running"
+    ]
+    assert new_pod["spec"]["nodeName"] == pod["spec"]["nodeName"]
+    seen = kubectl(
+        "exec", new_pod["metadata"]["name"], "-n", ns, "-c", adapter_name, "--",
+        "sh", "-c", f"id -u; stat -c '%u %a' /workspace/weights; cat {kept}",
+    ).stdout.split()  # fmt: skip
+    assert seen == ["65532", "65532", "750", ns], seen
 
 
 # --- failures ---------------------------------------------------------------------------------

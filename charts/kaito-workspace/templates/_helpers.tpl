@@ -72,6 +72,8 @@ validation.workspace.kaito.sh
 {{- end }}
 - name: KAITO_CONTROLLER_REGISTRY_PLAIN_HTTP
   value: {{ .Values.workload.registryPlainHTTP | quote }}
+- name: KAITO_CONTROLLER_NODE_WEIGHTS_CACHE
+  value: {{ .Values.workload.nodeWeightsCache | quote }}
 - name: KAITO_CONTROLLER_WEBHOOK_ENABLED
   value: {{ .Values.webhook.enabled | quote }}
 - name: KAITO_CONTROLLER_WEBHOOK_PORT

@@ -76,6 +76,13 @@ class ClusterInfo:
     def registry_credentials(self) -> tuple[str, str]:
         return "kaito", self.registry_password_file.read_text().strip()
 
+    @property
+    def node_weights_cache(self) -> Path:
+        """The inference pods' weights cache (a hostPath). Local nodes share the host's file
+        system, so they share this one directory; it lives in the cluster's state directory
+        (beside the kubeconfig), which ``hack/local-cluster.sh reset`` clears."""
+        return self.kubeconfig.parent / "node-weights"
+
 
 def images() -> dict[str, ImageSpec]:
     return catalog(load_pins(), package_versions())
@@ -121,6 +128,7 @@ def operator_values(info: ClusterInfo, specs: Mapping[str, ImageSpec]) -> dict[s
             "workload.modelOverride": TINY_MODEL,
             "workload.modelOverrideImage": info.image(specs["tiny-model"]),
             "workload.registryPlainHTTP": "true",
+            "workload.nodeWeightsCache": str(info.node_weights_cache),
             **_system_node("nodeSelector"),
         },
     }

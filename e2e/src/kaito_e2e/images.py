@@ -82,7 +82,9 @@ def catalog(pins: Mapping[str, str], versions: Mapping[str, str]) -> dict[str, I
     suite = pins["DEBIAN_SUITE"]
     revision = {"IMAGE_REVISION": pins["IMAGE_REVISION"]}
     local = {"BASE_IMAGE": "@python", "UV_IMAGE": "@uv", "UV_CACHE_DIR": HOST_UV_CACHE_MOUNT}
-    gpu_local = {**local, "PYTHON": "python3"}
+    # The Debian base's interpreter. The CPU inference and tuning images get the same arguments:
+    # their Dockerfiles share the torch-stack layers, which only then are built once.
+    torch_local = {**local, "PYTHON": "python3"}
     specs = [
         ImageSpec("debian", "kaito-local/debian", suite, "base", None,
                   recipe={**revision, "DEBIAN_SUITE": suite}),
@@ -109,11 +111,11 @@ def catalog(pins: Mapping[str, str], versions: Mapping[str, str]) -> dict[str, I
         ImageSpec("provisioner", "kaito-py/gpu-provisioner", versions["gpu-provisioner"],
                   "product", "packages/gpu-provisioner/Dockerfile", build_args=local),
         ImageSpec("inference-cpu", "kaito-py/kaito-inference-cpu", versions["inference-server"],
-                  "product", "packages/inference-server/Dockerfile.cpu", build_args=local),
+                  "product", "packages/inference-server/Dockerfile.cpu", build_args=torch_local),
         ImageSpec("tuning", "kaito-py/kaito-tuning", versions["tuning-job"], "product",
-                  "packages/tuning-job/Dockerfile", build_args=gpu_local),
+                  "packages/tuning-job/Dockerfile", build_args=torch_local),
         ImageSpec("inference", "kaito-py/kaito-inference", versions["inference-server"],
-                  "product", "packages/inference-server/Dockerfile", build_args=gpu_local),
+                  "product", "packages/inference-server/Dockerfile", build_args=torch_local),
         # CUDA 12 wheels for the GPUs CUDA 13 dropped (V100): docs/adr/0002.
         ImageSpec("inference-cu12", "kaito-py/kaito-inference-cu12",
                   versions["inference-server"], "product", "runtimes/cu12/Dockerfile.inference",

@@ -228,6 +228,25 @@ def test_every_catalog_dockerfile_copies_only_what_the_key_sees(dockerfile: str)
                 assert "from=" in word, f"{dockerfile}: {line}"
 
 
+def torch_stack_prefix(dockerfile: str) -> list[str]:
+    """The instructions from the final stage's start through the torch-stack layer."""
+    lines = dockerfile_instructions((ROOT / dockerfile).read_text())
+    start = lines.index("FROM ${UV_IMAGE} AS uv")
+    [end] = [i for i, line in enumerate(lines) if "--only-group torch-stack" in line]
+    return lines[start : end + 1]
+
+
+def test_cpu_inference_and_tuning_share_the_torch_stack_layers(
+    images: dict[str, ImageSpec],
+) -> None:
+    """Same instructions on the same base with the same arguments: buildah (or docker) builds
+    the ~5 GB torch layer once for both, the registry stores it once, a node pulls it once."""
+    cpu, tuning = images["inference-cpu"], images["tuning"]
+    assert cpu.dockerfile is not None and tuning.dockerfile is not None
+    assert torch_stack_prefix(cpu.dockerfile) == torch_stack_prefix(tuning.dockerfile)
+    assert cpu.build_args == tuning.build_args
+
+
 # --- cache keys ---------------------------------------------------------------------
 
 

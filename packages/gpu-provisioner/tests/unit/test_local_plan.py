@@ -244,7 +244,7 @@ def test_containerd_config_parses_with_sandbox_image_cni_and_registry_auth(
     assert document["grpc"]["address"] == str(plan.containerd_socket)
     cri = document["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["sandbox_image"] == "198.18.127.1:5000/kaito-local/pause:1"
-    assert cri["discard_unpacked_layers"] is True
+    assert cri["containerd"]["discard_unpacked_layers"] is True
     assert cri["cni"] == {"bin_dir": "/usr/lib/cni", "conf_dir": str(plan.cni_conf_dir)}
     assert cri["registry"]["config_path"] == str(plan.registry_hosts_dir)
     auth = cri["registry"]["configs"]["198.18.127.1:5000"]["auth"]

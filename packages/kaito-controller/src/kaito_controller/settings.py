@@ -62,6 +62,15 @@ class ControllerSettings(BaseSettings):
         "ghcr.io/oras-project/oras:v1.2.3",
         description="Image of the init containers that pull adapter artifacts (`oras pull`).",
     )
+    node_weights_cache: str = Field(
+        "/var/lib/kaito/weights",
+        description=(
+            "Directory on each GPU node where inference pods keep the weights they download "
+            "(their HF_HOME, a hostPath): a pod that replaces another on the node (an adapter "
+            "change, a restart) loads them from disk instead of downloading them again. Empty: "
+            "a per-pod emptyDir (every new pod downloads; for namespaces that forbid hostPath)."
+        ),
+    )
 
     # --- provisioning -------------------------------------------------------------------
     node_auto_provisioning: bool = Field(

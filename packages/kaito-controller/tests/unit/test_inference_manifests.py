@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,3 +131,74 @@ def test_user_config_accepts_kaito_layout_and_server_keys() -> None:
 def test_user_config_errors_name_the_key(raw: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigProblem, match=fragment):
         translate_user_config(raw)
+
+
+# --- weights: the node's cache or a per-pod emptyDir --------------------------------------
+
+
+def pod_spec(**kw: Any) -> dict[str, Any]:
+    return build_inference_workload(WS, params(**kw), "h1")["spec"]["template"]["spec"]
+
+
+def volume(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    [found] = [v for v in pod["volumes"] if v["name"] == name]
+    return found
+
+
+def test_without_a_node_cache_weights_are_a_per_pod_empty_dir() -> None:
+    pod = pod_spec()
+    assert volume(pod, "weights") == {"name": "weights", "emptyDir": {}}
+    assert "initContainers" not in pod
+
+
+def test_with_a_node_cache_weights_are_a_host_path_handed_to_the_server_user_first() -> None:
+    pod = pod_spec(
+        weights_cache_path="/var/lib/kaito/weights",
+        adapters=(AdapterParams(name="a1", image="reg/a1:1"),),
+    )
+    assert volume(pod, "weights")["hostPath"] == {
+        "path": "/var/lib/kaito/weights",
+        "type": "DirectoryOrCreate",
+    }
+    owner, adapter = pod["initContainers"]
+    assert owner["name"] == "weights-cache-owner" and adapter["name"] == "adapter-a1"
+    assert owner["image"] == "img:1"  # the server's own image: nothing more to pull
+    assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
+    assert owner["securityContext"]["allowPrivilegeEscalation"] is False
+    assert owner["volumeMounts"] == [{"name": "weights", "mountPath": "/workspace/weights"}]
+    server = pod["containers"][0]
+    assert "securityContext" not in server  # the image's non-root user
+    assert {"name": "HF_HOME", "value": "/workspace/weights"} in server["env"]
+    assert {"name": "weights", "mountPath": "/workspace/weights"} in server["volumeMounts"]
+
+
+def run_owner_script(pod: dict[str, Any], directory: Path) -> subprocess.CompletedProcess[str]:
+    """The init container's command as root with CAP_CHOWN alone, as its securityContext says."""
+    [owner] = pod["initContainers"]
+    command = [*owner["command"][:-1], str(directory)]
+    return subprocess.run(
+        ["setpriv", "--bounding-set=-all,+chown", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_the_owner_script_chowns_a_new_directory_once_with_only_cap_chown(tmp_path: Path) -> None:
+    pod = pod_spec(weights_cache_path="/var/lib/kaito/weights")
+    cache = tmp_path / "weights"
+    cache.mkdir(mode=0o755)  # what the kubelet's DirectoryOrCreate leaves
+
+    first = run_owner_script(pod, cache)
+    assert first.returncode == 0, first.stderr
+    st = cache.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65532, 65532, 0o750)
+
+    # The next pod on the node: already the server's, so no chmod (which CAP_CHOWN cannot do).
+    (cache / "hub").mkdir()
+    second = run_owner_script(pod, cache)
+    assert second.returncode == 0, second.stderr
+    assert (cache / "hub").is_dir() and cache.stat().st_uid == 65532

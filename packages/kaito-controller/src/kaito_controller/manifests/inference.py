@@ -6,6 +6,12 @@ the planner, every I/O in the handlers. One node gives a Deployment; several giv
 StatefulSet with a headless Service for stable pod DNS (the distributed leader is pod ``-0``).
 The main Service maps port 80 to the server's port and keeps 29500 (torch rendezvous), as the
 quick start shows.
+
+Weights: the server downloads the preset's weights into ``HF_HOME`` (``/workspace/weights``).
+With a node weights cache that is a hostPath on the node, kept across pods, so a pod that
+replaces another loads what the node already has; a root init container with only CAP_CHOWN
+hands the directory to the non-root server once (the kubelet creates it root-owned).
+Without one it is a per-pod emptyDir.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ LIVE_PATH = "/health/live"  # 200 as soon as the process serves HTTP
 ANNOTATION_CONFIG_HASH = "kaito.sh/inference-config-hash"
 ANNOTATION_REVISION = "workspace.kaito.io/revision"
 PROBE_PERIOD = 10
+# The images' non-root user (USER 65532:65532 in every Dockerfile).
+IMAGE_UID = 65532
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class InferenceParams:
     revision: str = ""
     puller_image: str = "ghcr.io/oras-project/oras:v1.2.3"
     plain_http_registry: bool = False
+    weights_cache_path: str | None = None
     extra_annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -189,9 +198,44 @@ def _adapter_parts(
     return inits, volumes, mounts
 
 
+def _weights_parts(params: InferenceParams) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The init containers and the ``weights`` volume: the node's cache, or an emptyDir."""
+    if not params.weights_cache_path:
+        return [], {"name": "weights", "emptyDir": {}}
+    volume = {
+        "name": "weights",
+        "hostPath": {"path": params.weights_cache_path, "type": "DirectoryOrCreate"},
+    }
+    # Once per node: the kubelet creates the directory 0755 root:root; give it to the server's
+    # user (0750, so other pods' users cannot read gated weights). Nothing else runs as root,
+    # and this container may do nothing but chown.
+    script = (
+        f'[ "$(stat -c %u "$1")" = {IMAGE_UID} ] '
+        f'|| {{ chmod 0750 "$1" && chown {IMAGE_UID}:{IMAGE_UID} "$1"; }}'
+    )
+    init = {
+        "name": "weights-cache-owner",
+        "image": params.image,
+        "imagePullPolicy": params.image_pull_policy,
+        "command": ["sh", "-c", script, "sh", WEIGHTS_DIR],
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+        },
+        "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return [init], volume
+
+
 def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str) -> dict[str, Any]:
     command, args = server_command(params)
-    inits, adapter_volumes, adapter_mounts = _adapter_parts(params)
+    weights_inits, weights_volume = _weights_parts(params)
+    adapter_inits, adapter_volumes, adapter_mounts = _adapter_parts(params)
+    inits = [*weights_inits, *adapter_inits]
     env = [{"name": "HF_HOME", "value": WEIGHTS_DIR}, *hf_token_env(params.model_access_secret)]
     gpus = str(params.gpus_per_node)
     container: dict[str, Any] = {
@@ -222,7 +266,7 @@ def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str)
         "volumes": [
             {"name": "config", "configMap": {"name": inference_configmap_name(ws.name)}},
             {"name": "dshm", "emptyDir": {"medium": "Memory"}},
-            {"name": "weights", "emptyDir": {}},
+            weights_volume,
             *adapter_volumes,
         ],
     }

@@ -242,6 +242,7 @@ def plan_inference(
         startup_timeout_seconds=sizing.startup_timeout_seconds,
         puller_image=settings.adapter_puller_image,
         plain_http_registry=settings.registry_plain_http,
+        weights_cache_path=settings.node_weights_cache or None,
     )
     ref = ws_ref(ws)
     config_map = build_inference_configmap(ref, params)

@@ -224,13 +224,13 @@ disabled_plugins = [
   restrict_oom_score_adj = true
   # Pod network namespaces under this node's state, so `down` finds (and unmounts) exactly them.
   netns_mounts_under_state_dir = true
-  enable_cdi = false
-  # Nodes share one disk: once a layer is unpacked, drop its compressed copy.
-  discard_unpacked_layers = true
 
 [{cri}.containerd]
   snapshotter = "overlayfs"
   default_runtime_name = "runc"
+  # Nodes share one disk: once a layer is unpacked, drop its compressed copy (a torch image
+  # is ~3 GB compressed beside ~5.5 GB unpacked). containerd 1.6 reads this key here only.
+  discard_unpacked_layers = true
 
 [{cri}.containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
