@@ -46,7 +46,10 @@ STATE="${KAITO_KIND_DIR:-$HOME/.local/share/kaito-kind}/$CLUSTER"
 KUBECONFIG_FILE="$STATE/kubeconfig"
 WORKSPACE_NS=kaito-workspace
 PROVISIONER_NS=gpu-provisioner
-QUICKSTART=examples/quickstart/phi-3-mini-inference.yaml
+# The controller runs without node auto-provisioning (bring your own nodes), where
+# resource.instanceType must be empty: the quick start as written, without that line.
+QUICKSTART_SOURCE=examples/quickstart/phi-3-mini-inference.yaml
+QUICKSTART="$STATE/phi-3-mini-inference-byo.yaml"
 QUICKSTART_NAME=workspace-phi-3-mini
 QUICKSTART_PRESET_ID=microsoft/Phi-3-mini-4k-instruct
 TINY_MODEL="${KAITO_KIND_MODEL:-/opt/kaito/tiny-model}" # baked by packages/inference-server/Dockerfile.cpu
@@ -195,7 +198,13 @@ PY
   kubectl label node "$worker" apps=phi-3 --overwrite >&2
 }
 
+byo_quickstart() {
+  mkdir -p "$STATE"
+  grep -v '^  instanceType:' "$QUICKSTART_SOURCE" >"$QUICKSTART"
+}
+
 install_charts() {
+  byo_quickstart
   local controller_tag provisioner_tag inference_tag
   controller_tag=$(version_of kaito-controller)
   provisioner_tag=$(version_of gpu-provisioner)
@@ -241,6 +250,7 @@ up() {
 
 smoke() {
   ensure_tools
+  byo_quickstart
   local image
   image="$REGISTRY/kaito-inference-cpu:$(version_of inference-server)"
   say "applying $QUICKSTART and waiting for WorkspaceReady (real pod, CPU image)"

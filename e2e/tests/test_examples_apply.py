@@ -13,27 +13,27 @@ and registers it under a name of its own with failurePolicy Ignore, so nothing i
 the test dies. Every example must be reviewed by it (recorded), which proves the webhook was in
 the path. Namespaces are reviewed as the controller with node auto-provisioning on or off, so
 each ``byo/`` example is applied twice: refused naming ``resource.instanceType`` with
-auto-provisioning on, accepted with it off. On kind (``make kind-e2e``) the API server cannot
-reach this host; there the chart's controller runs in the cluster and its webhook is the one
-in the path. While another suite's chart webhook is registered but its controller is down
-(restart tests), requests are retried until it answers (at most 90 s).
+auto-provisioning on, accepted with it off (and, with the in-cluster controller of kind, which
+runs without auto-provisioning, every other example is refused naming the instance type). On
+kind (``make kind-e2e``) the API server cannot reach this host; there the chart's controller
+runs in the cluster and its webhook is the one in the path. While another suite's chart webhook
+is registered but its controller is down (restart tests), requests are retried until it answers
+(at most 90 s).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kaito_controller.webhook.admission import admission_errors, denial_message
+from kaito_e2e.admission_hook import serve, webhook_configuration
 from kaito_e2e.cluster import Backend, Cluster
 from kaito_e2e.kube import random_suffix, wait_until
 from kaito_e2e.tls import make_loopback_server_cert
@@ -107,69 +107,6 @@ class ExamplesWebhook:
         return response
 
 
-def serve(hook: ExamplesWebhook, cert_file: Path, key_file: Path) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            body = json.dumps(
-                {
-                    "apiVersion": "admission.k8s.io/v1",
-                    "kind": "AdmissionReview",
-                    "response": hook.review(review["request"]),
-                }
-            ).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_file, key_file)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def webhook_configuration(name: str, port: int, ca_pem: bytes) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
-        "webhooks": [
-            {
-                "name": name,
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                # Ignore: a test killed mid-run must not block other suites' Workspaces. The
-                # recorded reviews prove the webhook was called.
-                "failurePolicy": "Ignore",
-                "timeoutSeconds": 10,
-                "matchPolicy": "Equivalent",  # v1alpha1 requests arrive as v1beta1, as the chart's
-                # Only e2e namespaces (the namespace fixture's label), never users' or the system's.
-                "namespaceSelector": {"matchLabels": {"kaito.sh/e2e": "true"}},
-                "rules": [
-                    {
-                        "apiGroups": ["kaito.sh"],
-                        "apiVersions": ["v1beta1"],
-                        "resources": ["workspaces"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "clientConfig": {
-                    "url": f"https://127.0.0.1:{port}/validate",
-                    "caBundle": base64.b64encode(ca_pem).decode(),
-                },
-            }
-        ],
-    }
-
-
 # --- fixtures ----------------------------------------------------------------------------------
 
 
@@ -240,7 +177,7 @@ def admission(
         )
     cert = make_loopback_server_cert(tmp_path_factory.mktemp("examples-webhook"))
     hook = ExamplesWebhook()
-    server = serve(hook, cert.cert_file, cert.key_file)
+    server = serve(hook.review, cert.cert_file, cert.key_file)
     name = f"e2e-examples-{random_suffix()}.kaito.sh"
     config = webhook_configuration(name, server.server_address[1], cert.ca_pem)
     kubectl("apply", "-f", "-", input=json.dumps(config))
@@ -304,6 +241,12 @@ def test_example_is_accepted_and_read_back_unchanged(
         assert "resource.instanceType" in out.stderr, out.stderr
         if hook is None:
             return  # the in-cluster controller auto-provisions: nothing more to apply
+    if hook is None and not admission.in_cluster_nap and not byo:
+        # Your own nodes (kind): an instance type is refused, there is nothing to provision.
+        out = admitted(kubectl, "apply", "-n", namespace, "-f", str(path))
+        assert out.returncode != 0, f"{rel(path)} accepted with node auto-provisioning off"
+        assert "resource.instanceType" in out.stderr, out.stderr
+        return
     if hook is not None:
         hook.nap[namespace] = not byo
     apply_and_read_back(kubectl, namespace, path)

@@ -14,7 +14,9 @@ __all__ = [
     "ANNOTATION_DO_NOT_DISRUPT",
     "ANNOTATION_ENABLE_LB",
     "ANNOTATION_NODE_IMAGE_FAMILY",
+    "ANNOTATION_PERFORMANCE_MODE",
     "ANNOTATION_RUNTIME",
+    "ANNOTATION_USE_LOCAL_WEIGHTS",
     "ANNOTATION_WORKSPACE_HASH",
     "ANNOTATION_WORKSPACE_REVISION",
     "FINALIZER_NODECLAIM_TERMINATION",
@@ -34,7 +36,10 @@ __all__ = [
     "LABEL_REGISTERED",
     "LABEL_WORKSPACE",
     "LABEL_WORKSPACE_NAMESPACE",
+    "NODE_IMAGE_FAMILIES",
     "NVIDIA_GPU_TAINT_KEY",
+    "PERFORMANCE_MODES",
+    "PERFORMANCE_MODE_BALANCED",
     "RESERVED_SELECTOR_KEYS",
     "RUNTIME_TRANSFORMERS",
     "RUNTIME_VLLM",
@@ -81,6 +86,15 @@ RUNTIME_TRANSFORMERS: Final = "transformers"
 ANNOTATION_ENABLE_LB: Final = "kaito.sh/enablelb"
 ANNOTATION_BYPASS_RESOURCE_CHECKS: Final = "kaito.sh/bypass-resource-checks"
 ANNOTATION_NODE_IMAGE_FAMILY: Final = "kaito.sh/node-image-family"
+"""OS image of the nodes provisioned for a Workspace (one of ``NODE_IMAGE_FAMILIES``,
+case-insensitive); also the annotation the controller puts on its NodeClaims."""
+NODE_IMAGE_FAMILIES: Final = ("azurelinux", "ubuntu")
+ANNOTATION_PERFORMANCE_MODE: Final = "kaito.sh/performance-mode"
+"""vLLM's ``--performance-mode`` for a Workspace: one of ``PERFORMANCE_MODES``."""
+PERFORMANCE_MODE_BALANCED: Final = "balanced"
+PERFORMANCE_MODES: Final = (PERFORMANCE_MODE_BALANCED, "interactivity", "throughput")
+ANNOTATION_USE_LOCAL_WEIGHTS: Final = "kaito.sh/use-local-weights"
+"""KAITO: ``"true"`` loads weights pre-populated on the node's disk; ``"true"`` or ``"false"``."""
 ANNOTATION_WORKSPACE_REVISION: Final = "workspace.kaito.io/revision"
 ANNOTATION_WORKSPACE_HASH: Final = "workspace.kaito.io/hash"
 ANNOTATION_DO_NOT_DISRUPT: Final = "karpenter.sh/do-not-disrupt"

@@ -2,9 +2,10 @@
 
 The admission webhook and the catalog-aware validator in ``kaito_presets.validation`` start
 here: :func:`validate_workspace_static` applies every rule that needs no model catalog (the
-same rules the CRD enforces with its schema and CEL, plus an SSRF guard on tuning URLs that CEL
-cannot express) and reports each failure with the JSON path of the field, so callers can add
-their own errors to the same list.
+same rules the CRD enforces with its schema and CEL, plus what the CRD cannot see: an SSRF
+guard on tuning URLs, the values of the annotations KAITO validates, and the selector
+operators the controller can honour) and reports each failure with the JSON path of the field,
+so callers can add their own errors to the same list.
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from kaito_api import v1alpha1, v1beta1
+from kaito_api.labels import (
+    ANNOTATION_NODE_IMAGE_FAMILY,
+    ANNOTATION_PERFORMANCE_MODE,
+    ANNOTATION_USE_LOCAL_WEIGHTS,
+    NODE_IMAGE_FAMILIES,
+    PERFORMANCE_MODES,
+)
 from kaito_api.rules import FieldError, transition_errors
 
 __all__ = [
     "FieldError",
     "StaticCheck",
     "WorkspaceInvalid",
+    "annotation_field",
     "check_workspace_static",
     "field_errors_from_validation_error",
     "parse_workspace",
@@ -111,6 +120,8 @@ def check_workspace_static(
         return StaticCheck(errors, None, None)
     if not allow_private_urls:
         errors.extend(_private_url_errors(workspace))
+    errors.extend(_annotation_errors(workspace))
+    errors.extend(_selector_errors(workspace))
     previous = None if old is None else _parse(old, [])
     if previous is not None:
         errors.extend(transition_errors(workspace, previous))
@@ -193,3 +204,66 @@ def _is_private_host(host: str) -> bool:
         or address.is_multicast
         or address.is_reserved
     )
+
+
+def annotation_field(key: str) -> str:
+    """The JSON path that names annotation ``key`` in field errors."""
+    return f"metadata.annotations[{key}]"
+
+
+def _annotation_errors(workspace: v1beta1.Workspace) -> list[FieldError]:
+    """The annotations KAITO validates, checked the same way (unknown values are refused,
+    not ignored)."""
+    annotations = workspace.metadata.annotations or {}
+    errors: list[FieldError] = []
+    family = annotations.get(ANNOTATION_NODE_IMAGE_FAMILY)
+    if family is not None and family.strip().lower() not in NODE_IMAGE_FAMILIES:
+        errors.append(
+            FieldError(
+                annotation_field(ANNOTATION_NODE_IMAGE_FAMILY),
+                f"unsupported node image family {family!r}: use one of "
+                f"{', '.join(NODE_IMAGE_FAMILIES)}, or remove the annotation for the chart's "
+                "default (nodeImageFamily)",
+            )
+        )
+    mode = annotations.get(ANNOTATION_PERFORMANCE_MODE)
+    if mode is not None and mode not in PERFORMANCE_MODES:
+        errors.append(
+            FieldError(
+                annotation_field(ANNOTATION_PERFORMANCE_MODE),
+                f"{mode!r} is not a performance mode: use one of {', '.join(PERFORMANCE_MODES)}",
+            )
+        )
+    local = annotations.get(ANNOTATION_USE_LOCAL_WEIGHTS)
+    if local is not None and local not in ("true", "false"):
+        errors.append(
+            FieldError(
+                annotation_field(ANNOTATION_USE_LOCAL_WEIGHTS),
+                f'{local!r} must be "true" or "false"',
+            )
+        )
+    elif local == "true":
+        errors.append(
+            FieldError(
+                annotation_field(ANNOTATION_USE_LOCAL_WEIGHTS),
+                "weights pre-populated on the node (/opt/kaito/models) are not supported: the "
+                "server downloads the preset's weights into the node's weights cache; remove "
+                'the annotation or set it to "false"',
+            )
+        )
+    return errors
+
+
+def _selector_errors(workspace: v1beta1.Workspace) -> list[FieldError]:
+    """Selector requirements the controller cannot honour: it chooses, labels and pins nodes by
+    label equality, so only ``In`` expressions are accepted (KAITO refuses the same ones)."""
+    expressions = workspace.resource.label_selector.match_expressions or ()
+    return [
+        FieldError(
+            f"resource.labelSelector.matchExpressions[{index}].operator",
+            f"operator {req.operator} (key {req.key!r}) is not supported: a Workspace's nodes "
+            "are chosen and labelled by label equality; use matchLabels, or an In expression",
+        )
+        for index, req in enumerate(expressions)
+        if req.operator != "In"
+    ]

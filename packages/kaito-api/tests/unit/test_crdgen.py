@@ -204,7 +204,9 @@ def test_workspace_cel_rules_cover_the_issue(workspace_crd):
         for rule in node.get("x-kubernetes-validations", ())
     ]
     joined = "\n".join(rules)
-    assert "has(self.inference) != has(self.tuning)" in joined
+    # Exactly one of inference or tuning, as two rules so that each refusal says which.
+    assert "has(self.inference) || has(self.tuning)" in joined
+    assert "!has(self.inference) || !has(self.tuning)" in joined
     assert "has(self.image) != has(self.volumeSource)" in joined
     assert "!has(self.image) || has(self.imagePushSecret)" in joined
     assert "self.method == oldSelf.method" in joined

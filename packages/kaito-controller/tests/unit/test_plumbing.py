@@ -132,7 +132,14 @@ def test_admission_accepts_the_quick_starts_and_names_the_bad_field(
     both = example("phi-3-mini-inference.yaml")
     both["tuning"] = example("phi-3-qlora-tuning.yaml")["tuning"]
     assert any(
-        "exactly one of inference" in e for e in admission_errors(both, None, nap_enabled=True)
+        e.startswith("tuning: the Workspace has both inference and tuning")
+        for e in admission_errors(both, None, nap_enabled=True)
+    )
+    neither = example("phi-3-mini-inference.yaml")
+    del neither["inference"]
+    assert any(
+        e.startswith("inference: the Workspace has neither inference nor tuning")
+        for e in admission_errors(neither, None, nap_enabled=True)
     )
     moved = example("phi-3-mini-inference.yaml")
     moved["resource"]["instanceType"] = "Standard_NC24ads_A100_v4"

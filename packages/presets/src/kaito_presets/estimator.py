@@ -16,6 +16,8 @@ Formulas (GiB = 2^30 bytes; "per GPU" unless said otherwise)::
                                             2048-token batch (~1.7), KAITO's vLLM measurements;
                                             used for both runtimes
     kv(t, p) = 2 * ceil(kv_heads / t) * head_dim * ceil(layers / p) * b    KV bytes per token
+             = (kv_lora_rank + qk_rope_head_dim) * ceil(layers / p) * b    latent attention
+               (DeepSeek-V3 style MLA: one compressed latent per layer, whole on every TP rank)
     C    = context_length if given, else min(model context, 4096)          the stated context
 
     w(t, p) = W / t                               when p = 1
@@ -237,8 +239,11 @@ def _weights_per_gpu(preset: Preset, dtype: Dtype, tp: int, pp: int) -> float:
 
 
 def _kv_bytes_per_token(preset: Preset, dtype: Dtype, tp: int, pp: int) -> int:
-    heads = math.ceil(preset.num_kv_heads / tp)
     layers = math.ceil(preset.num_layers / pp)
+    if preset.kv_lora_rank is not None:  # one latent per token and layer, on every TP rank
+        latent = preset.kv_lora_rank + (preset.qk_rope_head_dim or 0)
+        return latent * layers * dtype_bytes(dtype)
+    heads = math.ceil(preset.num_kv_heads / tp)
     return 2 * heads * preset.head_dim * layers * dtype_bytes(dtype)
 
 

@@ -91,6 +91,16 @@ class Preset(BaseModel):
     num_attention_heads: int = Field(gt=0)
     num_kv_heads: int = Field(gt=0)
     head_dim: int = Field(gt=0)
+    kv_lora_rank: int | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "Multi-head latent attention (DeepSeek-V3 style): the KV cache holds one compressed "
+            "latent of kv_lora_rank + qk_rope_head_dim values per token and layer, which every "
+            "tensor-parallel rank keeps whole."
+        ),
+    )
+    qk_rope_head_dim: int | None = Field(default=None, ge=0)
     hidden_size: int = Field(gt=0)
     vocab_size: int = Field(gt=0)
     tie_word_embeddings: bool = False
@@ -101,6 +111,9 @@ class Preset(BaseModel):
     supports_lora: bool = False
     supports_tool_calls: bool = False
     needs_access_token: bool = False
+    license: str | None = Field(
+        default=None, description="The model card's licence (Hugging Face licence id)."
+    )
     trust_remote_code: bool = False
     vllm: VllmArgs = VllmArgs()
 
@@ -115,6 +128,8 @@ class Preset(BaseModel):
             raise ValueError(f"{self.name}: supports_tool_calls needs a vllm.tool_call_parser")
         if self.min_compute_capability is not None:
             parse_compute_capability(self.min_compute_capability)
+        if (self.kv_lora_rank is None) != (self.qk_rope_head_dim is None):
+            raise ValueError(f"{self.name}: kv_lora_rank and qk_rope_head_dim come together")
         return self
 
     @property
@@ -140,7 +155,11 @@ class Preset(BaseModel):
 
     def kv_cache_bytes_per_token(self, element_bytes: int = 2) -> int:
         """KV cache bytes per token on one GPU holding the whole model: 2 (K, V) x layers x
-        KV heads x head_dim x bytes per element."""
+        KV heads x head_dim x bytes per element; with latent attention, layers x
+        (kv_lora_rank + qk_rope_head_dim) x bytes per element."""
+        if self.kv_lora_rank is not None:
+            latent = self.kv_lora_rank + (self.qk_rope_head_dim or 0)
+            return self.num_layers * latent * element_bytes
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * element_bytes
 
     def names(self) -> tuple[str, ...]:

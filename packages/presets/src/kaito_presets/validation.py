@@ -21,9 +21,14 @@ Rules that differ from KAITO on purpose:
 * Tuning support and tuning memory are checked (KAITO checks neither).
 * On update, the sizing checks run only when the preset, instance type or runtime changed, so a
   catalog update never blocks edits to adapters of a running Workspace.
-* With node auto-provisioning disabled (your own nodes) ``resource.instanceType`` may be empty;
-  the controller then sizes against the matched nodes' GPU labels. If it is set to a known SKU
-  the fit is checked against that SKU; an unknown value is not an error there.
+* A gated model named without ``presetOptions.modelAccessSecret`` is admitted with a warning
+  (:func:`catalog_warnings`), as KAITO admits it; if the server then cannot fetch the weights,
+  the controller says so on ``InferenceReady`` (reason ``ModelAccessSecretMissing``).
+
+As KAITO: with node auto-provisioning disabled (your own nodes) ``resource.instanceType`` must
+be empty on create (the controller sizes against the matched nodes' GPU labels); a Workspace
+stored with one before this rule is still sized against it on update, since the field is
+immutable.
 """
 
 from __future__ import annotations
@@ -41,14 +46,21 @@ from kaito_api.v1beta1 import Workspace
 from kaito_api.validation import FieldError, check_workspace_static
 
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
-from kaito_presets.presets import Preset, Runtime, get_preset
-from kaito_presets.serving import plan_inference
+from kaito_presets.presets import Preset, Runtime, find_preset, get_preset
+from kaito_presets.serving import MultiNodeNotSupported, plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
 from kaito_presets.tuning_estimate import TuningNotSupported, estimate_tuning
 
-__all__ = ["FieldError", "catalog_errors", "runtime_of", "validate_workspace"]
+__all__ = [
+    "FieldError",
+    "catalog_errors",
+    "catalog_warnings",
+    "runtime_of",
+    "validate_workspace",
+]
 
 _INSTANCE_TYPE = "resource.instanceType"
+GATED_SECRET_FIELD = "inference.preset.presetOptions.modelAccessSecret"
 _RUNTIME_FIELD = f"metadata.annotations[{ANNOTATION_RUNTIME}]"
 _RUNTIMES: dict[str, Runtime] = {RUNTIME_VLLM: "vllm", RUNTIME_TRANSFORMERS: "transformers"}
 
@@ -109,7 +121,7 @@ def catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -
     except ValueError as err:
         errors.append(FieldError(_RUNTIME_FIELD, str(err)))
         runtime = None
-    sku = _sku(ws, nap_enabled, errors)
+    sku = _sku(ws, nap_enabled, errors, creating=old is None)
     preset = _preset(ws, errors)
     if preset is None:
         return errors
@@ -125,8 +137,54 @@ def catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -
     return errors
 
 
-def _sku(ws: Workspace, nap_enabled: bool, errors: list[FieldError]) -> GpuSku | None:
+def catalog_warnings(ws: Workspace) -> list[FieldError]:
+    """What is admitted but worth a warning at ``kubectl apply``: a gated model without an
+    access token (KAITO admits it; the download fails unless the node already has the weights),
+    and the deprecated ``resource.count`` on an inference Workspace (the estimator sizes it)."""
+    warnings: list[FieldError] = []
+    if ws.inference is not None and ws.resource.count not in (None, 1):
+        warnings.append(
+            FieldError(
+                "resource.count",
+                f"deprecated and not used for inference: the node count comes from the "
+                f"estimator for {ws.resource.instance_type or 'the nodes'}; remove it",
+            )
+        )
+    preset_spec = ws.inference.preset if ws.inference is not None else None
+    if preset_spec is None:
+        return warnings
+    preset = find_preset(preset_spec.name)
+    options = preset_spec.preset_options
+    if (
+        preset is not None
+        and preset.needs_access_token
+        and not (options and options.model_access_secret)
+    ):
+        warnings.append(
+            FieldError(
+                GATED_SECRET_FIELD,
+                f"{preset.hf_id} is a gated Hugging Face model and no Secret is named: the "
+                "download fails (InferenceReady reason ModelAccessSecretMissing) unless you name "
+                "a Secret with key HF_TOKEN from an account that accepted its licence",
+            )
+        )
+    return warnings
+
+
+def _sku(
+    ws: Workspace, nap_enabled: bool, errors: list[FieldError], *, creating: bool
+) -> GpuSku | None:
     name = ws.resource.instance_type
+    if name and not nap_enabled and creating:
+        errors.append(
+            FieldError(
+                _INSTANCE_TYPE,
+                f"must be empty when node auto-provisioning is disabled (your own nodes): "
+                f"remove {name!r}; the controller sizes the model from the GPU labels of the "
+                "nodes resource.labelSelector matches",
+            )
+        )
+        return None
     if not name:
         if nap_enabled:
             errors.append(
@@ -191,15 +249,6 @@ def _inference_errors(ws: Workspace, preset: Preset, runtime: Runtime | None) ->
             FieldError(
                 _RUNTIME_FIELD,
                 f"{preset.name} cannot run on {runtime}; supported: {', '.join(preset.runtimes)}",
-            )
-        )
-    options = ws.inference.preset.preset_options if ws.inference.preset else None
-    if preset.needs_access_token and not (options and options.model_access_secret):
-        errors.append(
-            FieldError(
-                "inference.preset.presetOptions.modelAccessSecret",
-                f"{preset.hf_id} is a gated Hugging Face model: name a Secret with key HF_TOKEN "
-                "from an account that accepted its licence",
             )
         )
     for index in range(len(ws.inference.adapters or ())):
@@ -275,6 +324,14 @@ def _fit_errors(
         return []  # already reported on the annotation
     try:
         plan_inference(preset, sku, runtime=runtime)
+    except MultiNodeNotSupported as err:
+        message = str(err)
+        if ws.resource.count not in (None, 1):
+            message += (
+                f"; resource.count: {ws.resource.count} (deprecated) does not change that, and "
+                "the node count comes from the estimator"
+            )
+        return [FieldError(_INSTANCE_TYPE, message)]
     except DoesNotFit as err:
         return [FieldError(_INSTANCE_TYPE, str(err))]
     return []

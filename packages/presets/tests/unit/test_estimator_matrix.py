@@ -89,7 +89,10 @@ def _expected(m: dict[str, Any], s: dict[str, Any]) -> dict[str, Any] | None:
         fitting = []
         for nodes, t, p in _candidates(m, n, runtime):
             w = weights / t if p == 1 else (weights - emb * n_emb) / (t * p) + emb / t
-            kv_tok = 2 * math.ceil(m["num_kv_heads"] / t) * m["head_dim"]
+            if m.get("kv_lora_rank"):  # latent attention: one latent per layer, on every rank
+                kv_tok = m["kv_lora_rank"] + m["qk_rope_head_dim"]
+            else:
+                kv_tok = 2 * math.ceil(m["num_kv_heads"] / t) * m["head_dim"]
             kv_tok *= math.ceil(m["num_layers"] / p) * width
             need = w + OVERHEAD + ctx * kv_tok / 2**30
             if need <= budget:

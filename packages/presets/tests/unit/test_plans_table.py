@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from kaito_presets.plans_table import BEGIN, END, main, render, replace_section
+from kaito_presets.presets import all_presets
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -22,7 +23,8 @@ def test_readme_table_is_current(table: str) -> None:
 
 
 def test_rows_say_what_runs_and_why(table: str) -> None:
-    assert table.count("| Standard_NC6s_v3 | 1 x V100 |") == 23  # one row per preset
+    # One row per preset.
+    assert table.count("| Standard_NC6s_v3 | 1 x V100 |") == len(all_presets())
     quick_start = next(
         line for line in table.splitlines() if line.startswith("| Standard_NC6s_v3 |")
     )

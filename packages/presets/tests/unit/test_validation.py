@@ -16,9 +16,10 @@ from kaito_api.testing.cases import (
     quickstart_inference,
     quickstart_tuning,
 )
+from kaito_api.validation import parse_workspace
 from kaito_presets.estimator import cheapest_fitting_sku
 from kaito_presets.presets import all_presets, get_preset
-from kaito_presets.validation import FieldError, validate_workspace
+from kaito_presets.validation import FieldError, catalog_warnings, validate_workspace
 
 QUICKSTARTS = [quickstart_inference, quickstart_adapter, quickstart_tuning]
 
@@ -158,16 +159,6 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         "cannot run on transformers",
     ),
     (
-        "gated-model-without-secret",
-        _with(
-            quickstart_inference,
-            inference__preset__name="llama-3.1-8b-instruct",
-            resource__instanceType="Standard_NC24ads_A100_v4",
-        ),
-        "inference.preset.presetOptions.modelAccessSecret",
-        "gated",
-    ),
-    (
         "adapter-on-falcon-vllm",
         _with(
             quickstart_adapter,
@@ -248,17 +239,69 @@ def test_too_small_message_suggests_skus_that_fit() -> None:
 def test_bring_your_own_nodes_needs_no_instance_type() -> None:
     ws = _with(quickstart_inference, resource__instanceType=None)
     assert validate_workspace(ws, nap_enabled=False) == []
-    # An instance type nobody knows is fine for BYO: the controller checks the nodes' labels.
-    ws = _with(quickstart_inference, resource__instanceType="Custom_GPU_Box")
-    assert validate_workspace(ws, nap_enabled=False) == []
-    # A known one is still sized (70B does not fit in 8 nodes of one V100: 131.42 / 8 > 14.2).
-    ws = _with(
+
+
+@pytest.mark.parametrize("instance_type", ["Custom_GPU_Box", "Standard_NC6s_v3"])
+def test_bring_your_own_nodes_refuse_an_instance_type_on_create(instance_type: str) -> None:
+    # As KAITO: with your own nodes there is nothing to provision, so the field must be empty.
+    ws = _with(quickstart_inference, resource__instanceType=instance_type)
+    (error,) = validate_workspace(ws, nap_enabled=False)
+    assert error.field == "resource.instanceType"
+    assert "must be empty when node auto-provisioning is disabled" in error.message
+    assert f"remove {instance_type!r}" in error.message
+
+
+def test_bring_your_own_workspace_stored_with_an_instance_type_can_still_be_updated() -> None:
+    # Stored before the rule (the field is immutable): updates are sized against the SKU.
+    old = _with(quickstart_adapter, resource__instanceType="Standard_NC6s_v3")
+    new = copy.deepcopy(old)
+    new["inference"]["adapters"][0]["strength"] = "0.5"
+    assert validate_workspace(new, old, nap_enabled=False) == []
+    big = _with(
         quickstart_inference,
         inference__preset__name="llama-3.3-70b-instruct",
         inference__preset__presetOptions={"modelAccessSecret": "hf-token"},
         resource__instanceType="Standard_NC6s_v3",
     )
-    assert _fields(validate_workspace(ws, nap_enabled=False)) == ["resource.instanceType"]
+    small = _with(quickstart_inference, resource__instanceType="Standard_NC6s_v3")
+    # The preset changed too (refused as immutable), and 70B does not fit a V100.
+    assert "resource.instanceType" in _fields(validate_workspace(big, small, nap_enabled=False))
+
+
+def test_gated_model_without_secret_is_admitted_with_a_warning() -> None:
+    ws = _with(
+        quickstart_inference,
+        inference__preset__name="llama-3.1-8b-instruct",
+        resource__instanceType="Standard_NC24ads_A100_v4",
+    )
+    assert validate_workspace(ws) == []
+    (warning,) = catalog_warnings(parse_workspace(ws))
+    assert warning.field == "inference.preset.presetOptions.modelAccessSecret"
+    assert "meta-llama/Llama-3.1-8B-Instruct is a gated" in warning.message
+    assert "ModelAccessSecretMissing" in warning.message
+    ws["inference"]["preset"]["presetOptions"] = {"modelAccessSecret": "hf-token"}
+    assert catalog_warnings(parse_workspace(ws)) == []
+
+
+def test_deprecated_count_is_admitted_with_a_warning_and_named_when_multi_node() -> None:
+    ws = _with(
+        quickstart_inference,
+        inference__preset__name="llama-3.3-70b-instruct",
+        inference__preset__presetOptions={"modelAccessSecret": "hf-token"},
+        resource__instanceType="Standard_NC80adis_H100_v5",
+        resource__count=2,
+    )
+    assert validate_workspace(ws) == []
+    (warning,) = catalog_warnings(parse_workspace(ws))
+    assert warning.field == "resource.count" and "deprecated" in warning.message
+    # 641 GiB of DeepSeek-R1 needs 4 of these nodes; the refusal says count does not help.
+    ws["inference"]["preset"] = {"name": "deepseek-r1-0528"}
+    ws["resource"]["count"] = 6
+    (error,) = validate_workspace(ws)
+    assert error.field == "resource.instanceType"
+    assert "multi-node inference is not supported yet" in error.message
+    assert "resource.count: 6 (deprecated) does not change that" in error.message
+    assert "Standard_ND96isr_H200_v5" in error.message  # where it fits on one node
 
 
 def test_bypass_annotation_skips_the_memory_check() -> None:
@@ -319,8 +362,8 @@ def test_every_preset_is_accepted_on_its_cheapest_sku(preset: str) -> None:
         inference__preset__name=preset,
         resource__instanceType=cheapest_fitting_sku(p).sku.name,
     )
-    if p.needs_access_token:
-        secret = "inference.preset.presetOptions.modelAccessSecret"
-        assert _fields(validate_workspace(ws)) == [secret]
-        ws["inference"]["preset"]["presetOptions"] = {"modelAccessSecret": "hf-token"}
     assert validate_workspace(ws) == []
+    warnings = _fields(catalog_warnings(parse_workspace(ws)))
+    assert warnings == (
+        ["inference.preset.presetOptions.modelAccessSecret"] if p.needs_access_token else []
+    )

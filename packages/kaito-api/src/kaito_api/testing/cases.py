@@ -169,7 +169,7 @@ def _duplicate_adapter(obj: dict[str, Any]) -> None:
 
 INVALID_CREATES: list[InvalidCase] = [
     _case("neither-inference-nor-tuning", _INF, _set("inference", _DELETE), "inference", "cel"),
-    _case("both-inference-and-tuning", _INF, _both, "inference", "cel"),
+    _case("both-inference-and-tuning", _INF, _both, "tuning", "cel"),
     _case(
         "name-not-dns-label", _INF, _set("metadata.name", "Workspace_Phi3"), "metadata.name", "cel"
     ),
@@ -408,6 +408,37 @@ INVALID_CREATES: list[InvalidCase] = [
         _TUN,
         _set("tuning.input.urls", ["http://localhost:8080/data.parquet"]),
         "tuning.input.urls[0]",
+        "static",
+    ),
+    _case(
+        "node-image-family-unknown",
+        _INF,
+        _set("metadata.annotations", {"kaito.sh/node-image-family": "windows"}),
+        "metadata.annotations[kaito.sh/node-image-family]",
+        "static",
+    ),
+    _case(
+        "performance-mode-unknown",
+        _INF,
+        _set("metadata.annotations", {"kaito.sh/performance-mode": "fast"}),
+        "metadata.annotations[kaito.sh/performance-mode]",
+        "static",
+    ),
+    _case(
+        "use-local-weights-not-a-boolean",
+        _INF,
+        _set("metadata.annotations", {"kaito.sh/use-local-weights": "yes"}),
+        "metadata.annotations[kaito.sh/use-local-weights]",
+        "static",
+    ),
+    _case(
+        "label-selector-not-in",
+        _INF,
+        _set(
+            "resource.labelSelector.matchExpressions",
+            [{"key": "nvidia.com/gpu.product", "operator": "NotIn", "values": ["Tesla-K80"]}],
+        ),
+        "resource.labelSelector.matchExpressions[0].operator",
         "static",
     ),
     _case(

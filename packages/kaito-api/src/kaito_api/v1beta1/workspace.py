@@ -494,12 +494,24 @@ class Workspace(ApiModel):
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="has(self.inference) != has(self.tuning)",
+            cel="has(self.inference) || has(self.tuning)",
             message=(
-                "set exactly one of inference (to serve a model) or tuning (to fine-tune one)"
+                "the Workspace has neither inference nor tuning: add inference (with "
+                "inference.preset.name, to serve a model) or tuning (to fine-tune one)"
             ),
             field="inference",
-            check=lambda s: (s.inference is None) != (s.tuning is None),
+            reason="FieldValueRequired",
+            check=lambda s: s.inference is not None or s.tuning is not None,
+        ),
+        Rule(
+            cel="!has(self.inference) || !has(self.tuning)",
+            message=(
+                "the Workspace has both inference and tuning, and one Workspace does one of "
+                "them: remove tuning (or inference) and put it in a second Workspace"
+            ),
+            field="tuning",
+            reason="FieldValueForbidden",
+            check=lambda s: s.inference is None or s.tuning is None,
         ),
         Rule(
             cel=_NAME_CEL,

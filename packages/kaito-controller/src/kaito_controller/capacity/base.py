@@ -29,6 +29,8 @@ class CapacityRequest:
     instance_type: str | None
     match_labels: Mapping[str, str]
     disk: str = "1024Gi"
+    # The Workspace's kaito.sh/node-image-family annotation (lower-cased); None: the default.
+    node_image_family: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from kaito_controller.capacity.base import (
     node_is_ready,
     user_affinity,
 )
-from kaito_controller.manifests.nodeclaim import build_nodeclaim
+from kaito_controller.manifests.nodeclaim import NodeClaimTemplate, build_nodeclaim
 from kaito_controller.naming import nodeclaim_name
 
 LIFECYCLE = ("Launched", "Registered", "Initialized")
@@ -40,6 +40,7 @@ class NodeClaimCapacity:
 
     cloud_provider: str = "azure"
     node_image_family: str = "ubuntu"
+    template: NodeClaimTemplate | None = None
     name: str = "nodeclaim"
 
     def desired_names(self, req: CapacityRequest) -> list[str]:
@@ -65,7 +66,9 @@ class NodeClaimCapacity:
                 match_labels=req.match_labels,
                 disk=req.disk,
                 cloud_provider=self.cloud_provider,
-                node_image_family=self.node_image_family,
+                node_image_family=req.node_image_family or self.node_image_family,
+                gpus=req.gpus_per_node,
+                template=self.template,
             )
             for name in self.desired_names(req)
             if name not in existing
@@ -94,7 +97,7 @@ class NodeClaimCapacity:
         for claim in live:
             node_name = (claim.get("status") or {}).get("nodeName", "")
             node = nodes_by_name.get(node_name)
-            problem = _node_problem(node, node_name, req)
+            problem = _node_problem(node, node_name, req, claim)
             if problem:
                 return _not_ready(problem[0], problem[1], claims_ok=True)
             workers.append(node_name)
@@ -146,8 +149,18 @@ def claim_problem(claim: Manifest) -> tuple[str, str]:
     return "NodeClaimNotReady", "waiting for the provisioner to launch the node"
 
 
+def claim_gpus(claim: Manifest) -> int | None:
+    """``nvidia.com/gpu`` the provisioner says the claim's node has (``status.allocatable``,
+    which Karpenter fills from the launched instance type): None when it reported no
+    resources at all, 0 when it reported resources without GPUs."""
+    allocatable = (claim.get("status") or {}).get("allocatable") or {}
+    if not allocatable:
+        return None
+    return node_gpus({"status": {"allocatable": allocatable}})
+
+
 def _node_problem(
-    node: Manifest | None, node_name: str, req: CapacityRequest
+    node: Manifest | None, node_name: str, req: CapacityRequest, claim: Manifest
 ) -> tuple[str, str] | None:
     if not node_name or node is None:
         return "NodeNotReady", f"node {node_name or '(not yet named)'} is not registered yet"
@@ -160,12 +173,22 @@ def _node_problem(
             "NodeNotReady",
             f"node {node_name} has instance type {have}, want {req.instance_type}",
         )
-    gpus = node_gpus(node)
-    if gpus < max(req.gpus_per_node, 1):
+    gpus, need = node_gpus(node), max(req.gpus_per_node, 1)
+    if gpus < need:
+        promised = claim_gpus(claim)
+        if promised is not None and promised < need:
+            # Not a device plugin still starting: the instance type the provisioner launched
+            # has too few GPUs (e.g. a Karpenter instance-type list without nvidia.com/gpu).
+            return (
+                "InsufficientGPUs",
+                f"NodeClaim {name_of(claim)} reports {promised} allocatable nvidia.com/gpu for "
+                f"node {node_name} (instance type {labels.get(LABEL_INSTANCE_TYPE, '?')}), "
+                f"the Workspace needs {need} per node",
+            )
         return (
             "NodePluginsNotReady",
             f"node {node_name} has {gpus} allocatable nvidia.com/gpu, need "
-            f"{max(req.gpus_per_node, 1)} (waiting for the NVIDIA device plugin)",
+            f"{need} (waiting for the NVIDIA device plugin)",
         )
     return None
 

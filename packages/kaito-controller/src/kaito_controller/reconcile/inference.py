@@ -12,7 +12,9 @@ from dataclasses import replace
 from typing import Any
 
 import yaml
+from kaito_api.labels import ANNOTATION_PERFORMANCE_MODE, PERFORMANCE_MODE_BALANCED
 from kaito_api.v1beta1 import Workspace
+from kaito_presets.presets import find_preset
 
 from kaito_controller.k8s.client import ObjectRef
 from kaito_controller.manifests.inference import (
@@ -75,7 +77,13 @@ def user_config(ws: Workspace, observed: Observed) -> dict[str, Any]:
     name = user_config_ref(ws)
     if not name:
         return {}
-    cm = observed.referenced.get(f"{ws.namespace}/{name}")
+    return parse_user_config(ws, observed.referenced.get(f"{ws.namespace}/{name}"))
+
+
+def parse_user_config(ws: Workspace, cm: Mapping[str, Any] | None) -> dict[str, Any]:
+    """:func:`user_config` for the ConfigMap ``cm`` that ``inference.config`` names (None: it
+    does not exist); also what the admission webhook checks."""
+    name = user_config_ref(ws)
     if cm is None:
         raise ConfigProblem(
             "ConfigMapNotFound", f"inference.config: ConfigMap {name!r} not found in {ws.namespace}"
@@ -99,10 +107,17 @@ def user_config(ws: Workspace, observed: Observed) -> dict[str, Any]:
     return translate_user_config(raw)
 
 
+# Keys of KAITO's inference_config.yaml that have no meaning here and are dropped: KAITO probes
+# for the longest max_model_len that fits (max_probe_steps); the estimator sizes it up front.
+KAITO_IGNORED_KEYS = frozenset({"max_probe_steps"})
+
+
 def translate_user_config(raw: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     engine: dict[str, Any] = {}
     for key, value in raw.items():
+        if key in KAITO_IGNORED_KEYS:
+            continue
         if key == "vllm" and isinstance(value, Mapping):
             for vkey, vval in value.items():
                 snake = str(vkey).replace("-", "_")
@@ -150,9 +165,21 @@ def server_config(
     served: str,
     adapter_params: Sequence[AdapterParams],
     user: Mapping[str, Any],
+    *,
+    performance_mode: str | None = None,
 ) -> dict[str, Any]:
-    """The server's config file: the plan's keys, the controller's, then the user's."""
+    """The server's config file: the plan's keys, the controller's, then the user's (whose
+    ``vllm_engine_args`` are merged into the plan's, not put in their place).
+
+    ``performance_mode`` is the ``kaito.sh/performance-mode`` annotation: vLLM's
+    ``--performance-mode`` unless it is ``balanced`` (vLLM's default) or the backend is not vLLM.
+    """
     cfg: dict[str, Any] = dict(sizing.server_config)
+    if backend == "vllm" and performance_mode and performance_mode != PERFORMANCE_MODE_BALANCED:
+        cfg["vllm_engine_args"] = {
+            **dict(cfg.get("vllm_engine_args") or {}),
+            "performance_mode": performance_mode,
+        }
     if backend != "vllm":
         # vLLM-only keys would be ignored by another backend; of vLLM's parsers, the other
         # backends only know hermes tool calls.
@@ -182,7 +209,10 @@ def server_config(
     strengths = {a.name: float(a.strength) for a in adapter_params if a.strength is not None}
     if strengths:
         cfg["adapter_strengths"] = strengths
-    return {**cfg, **dict(user)}
+    merged = {**cfg, **dict(user)}
+    if "vllm_engine_args" in cfg and "vllm_engine_args" in user:
+        merged["vllm_engine_args"] = {**cfg["vllm_engine_args"], **user["vllm_engine_args"]}
+    return merged
 
 
 def plan_inference(
@@ -231,7 +261,14 @@ def plan_inference(
         image_pull_policy=settings.image_pull_policy,
         node_count=node_count,
         gpus_per_node=sizing.gpus_per_node,
-        server_config=server_config(sizing, backend, served, adapter_params, user),
+        server_config=server_config(
+            sizing,
+            backend,
+            served,
+            adapter_params,
+            user,
+            performance_mode=(ws.metadata.annotations or {}).get(ANNOTATION_PERFORMANCE_MODE),
+        ),
         node_affinity=tuple(affinity),
         adapters=adapter_params,
         model_access_secret=(
@@ -262,12 +299,38 @@ def plan_inference(
     else:
         problem = classify_pods([p for p in observed.pods if _owned_by_current(p, have)])
         if problem is not None:
-            cond = Cond(INFERENCE_READY, "False", problem.reason, problem.message)
+            cond = _gated_hint(ws, sizing) if problem.reason in _START_FAILURES else None
+            cond = cond or Cond(INFERENCE_READY, "False", problem.reason, problem.message)
         else:
             cond = Cond(INFERENCE_READY, "False", "WorkspaceInferenceStatusPending", detail)
         requeue = settings.not_ready_requeue_seconds
     return SubPlan(
         apply=[stamp(o) for o in objects], delete=deletes, conditions=[cond], requeue_after=requeue
+    )
+
+
+# Pod failures a gated model without an access token ends in: the server exits when the
+# Hugging Face download is refused.
+_START_FAILURES = frozenset({"ContainerCrashLoopBackOff", "ContainerStartError"})
+
+
+def _gated_hint(ws: Workspace, sizing: Sizing) -> Cond | None:
+    """``InferenceReady`` for a server that keeps failing while it serves a gated model and no
+    ``modelAccessSecret`` is named (admitted with a warning): the likely cause, and the fix."""
+    assert ws.inference is not None and ws.inference.preset is not None
+    options = ws.inference.preset.preset_options
+    if options is not None and options.model_access_secret:
+        return None
+    preset = find_preset(ws.inference.preset.name)
+    if preset is None or not preset.needs_access_token:
+        return None
+    return Cond(
+        INFERENCE_READY,
+        "False",
+        "ModelAccessSecretMissing",
+        f"inference.preset.presetOptions.modelAccessSecret: {sizing.model} is a gated Hugging "
+        "Face model and the server cannot fetch its weights without a token; create a Secret "
+        "with key HF_TOKEN from an account that accepted the licence and name it there",
     )
 
 

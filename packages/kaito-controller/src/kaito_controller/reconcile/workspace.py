@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kaito_api.labels import FINALIZER_WORKSPACE, LABEL_WORKSPACE
+from kaito_api.labels import ANNOTATION_NODE_IMAGE_FAMILY, FINALIZER_WORKSPACE, LABEL_WORKSPACE
 from kaito_api.v1beta1 import Workspace
 
 from kaito_controller.capacity import (
@@ -73,7 +73,9 @@ class Context:
 def strategy_for(settings: ControllerSettings) -> CapacityStrategy:
     if settings.node_auto_provisioning:
         return NodeClaimCapacity(
-            cloud_provider=settings.cloud_provider, node_image_family=settings.node_image_family
+            cloud_provider=settings.cloud_provider,
+            node_image_family=settings.node_image_family,
+            template=settings.nodeclaim_template,
         )
     return ByoCapacity()
 
@@ -103,6 +105,7 @@ def plan(ws: Workspace, observed: Observed, ctx: Context) -> Plan:
         instance_type=ws.resource.instance_type,
         match_labels=sanitized_match_labels(ws),
         disk=sizing.disk,
+        node_image_family=_node_image_family(ws),
     )
     live_claims = [c for c in observed.nodeclaims if c]
     apply: list[dict[str, Any]] = list(strategy.plan_nodes(req, live_claims, observed.nodes))
@@ -189,6 +192,12 @@ def _size(ws: Workspace, observed: Observed, ctx: Context) -> Sizing:
         max_model_len=max_len if isinstance(max_len, int) else None,
         count=ws.resource.count,
     )
+
+
+def _node_image_family(ws: Workspace) -> str | None:
+    """The Workspace's ``kaito.sh/node-image-family`` (validated at admission), lower-cased."""
+    value = (ws.metadata.annotations or {}).get(ANNOTATION_NODE_IMAGE_FAMILY)
+    return value.strip().lower() if value and value.strip() else None
 
 
 def _target_node_count(ws: Workspace, sizing: Sizing) -> int:
