@@ -5,7 +5,10 @@
 # control plane (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl),
 # the node agents (kubelet, kube-proxy), etcd, kwok, helm, CoreDNS (cluster DNS) and the oras
 # CLI (adapter pulls) at the versions in hack/versions.env; the last two run in pods, from
-# images hack/build-images.sh builds around these binaries. Binaries go to
+# images hack/build-images.sh builds around these binaries. It also builds Karpenter's kwok
+# provider (the upstream provisioner e2e/tests/test_karpenter_kwok.py swaps in) as
+# bin/karpenter-kwok, with its CRDs copied from the Go module into <key>/karpenter-crds/.
+# Binaries go to
 # ${KAITO_TOOLS_CACHE:-~/.cache/kaito-tools}/<key>/bin (key = hash of versions.env);
 # a tool whose binary is present and reports the pinned version is not rebuilt.
 # Throwaway Go modules live in <key>/src, never in the repo.
@@ -29,6 +32,12 @@ if ! command -v go >/dev/null; then
   echo "build-tools: 'go' not found; Go >= 1.26 and the Go module proxy are required" >&2
   exit 2
 fi
+
+# Karpenter's kwok provider. Pinned here, not in versions.env, whose hash keys the whole cache:
+# adding it must not rebuild the Kubernetes toolchain. v1.14.1 is the newest tag that builds
+# with Go 1.26 (v1.14.3 and v1.15.0 ask for a newer toolchain); its CI covers Kubernetes
+# 1.30-1.36. Cached like the others: present and `go version -m` naming this version.
+KARPENTER_VERSION=v1.14.1
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -modcacherw"
 JOBS="${BUILD_JOBS:-2}"
@@ -57,6 +66,20 @@ version_ok() {
   local bin=$1 want=$2
   shift 2
   [[ -x "$TOOLS_BIN/$bin" ]] && "$@" 2>/dev/null | grep -F -- "$want" >/dev/null
+}
+
+# karpenter_ok: the Karpenter kwok binary was built from the pinned module version (it has no
+# --version flag; the Go build info names its module). karpenter_crds_ok: its five CRDs copied.
+KARPENTER_CRDS=(karpenter.sh_nodepools karpenter.sh_nodeclaims karpenter.sh_nodeoverlays
+  autoscaling.x-k8s.io_capacitybuffers karpenter.kwok.sh_kwoknodeclasses)
+karpenter_ok() {
+  [[ -x "$TOOLS_BIN/karpenter-kwok" ]] &&
+    go version -m "$TOOLS_BIN/karpenter-kwok" 2>/dev/null |
+    awk -v v="$KARPENTER_VERSION" '$1 == "mod" && $2 == "sigs.k8s.io/karpenter" && $3 == v {f = 1} END {exit !f}'
+}
+karpenter_crds_ok() {
+  local c
+  for c in "${KARPENTER_CRDS[@]}"; do [[ -s "$TOOLS_DIR/karpenter-crds/$c.yaml" ]] || return 1; done
 }
 
 # modinfo MODULE@VERSION FIELD: a field of `go mod download -json`.
@@ -123,6 +146,29 @@ build_kwok() {
   mv "$TOOLS_DIR/kwok-stages.yaml.tmp" "$TOOLS_DIR/kwok-stages.yaml"
 }
 
+build_karpenter() {
+  # `go install` would name the binary `kwok`, the name of the kwok tool itself: build into a
+  # scratch GOBIN and rename.
+  local gobin="$SRC/karpenter-bin"
+  rm -rf "$gobin" && mkdir -p "$gobin"
+  GOBIN="$gobin" go install -p "$JOBS" -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/karpenter/kwok@$KARPENTER_VERSION"
+  mv "$gobin/kwok" "$TOOLS_BIN/karpenter-kwok"
+  rm -rf "$gobin"
+}
+
+# copy_karpenter_crds: NodePool, NodeClaim, NodeOverlay, CapacityBuffer and KWOKNodeClass, as the
+# provider's chart ships them, from the Go module cache (not copied into the repo). The chart's
+# KWOKNodeClass CRD is a symlink into kwok/apis/crds, and module zips drop symlinks.
+copy_karpenter_crds() {
+  local dir crds="$TOOLS_DIR/karpenter-crds"
+  dir=$(modinfo "sigs.k8s.io/karpenter@$KARPENTER_VERSION" '["Dir"]')
+  rm -rf "$crds.tmp" && mkdir -p "$crds.tmp"
+  cp "$dir"/kwok/charts/crds/*.yaml "$dir"/kwok/apis/crds/*.yaml "$crds.tmp/"
+  chmod u+w "$crds.tmp"/*.yaml
+  rm -rf "$crds" && mv "$crds.tmp" "$crds"
+}
+
 build_coredns() {
   # CoreDNS's go.mod has no replace directives, so `go install` builds it as published.
   GOBIN="$TOOLS_BIN" go install -p "$JOBS" -trimpath -ldflags "-s -w" \
@@ -171,6 +217,12 @@ main() {
   else
     timed "kwok $KWOK_VERSION" kwok
   fi
+  if karpenter_ok; then
+    log "karpenter kwok provider $KARPENTER_VERSION: cached"
+  else
+    timed "karpenter kwok provider $KARPENTER_VERSION" karpenter
+  fi
+  karpenter_crds_ok || copy_karpenter_crds
   if version_ok coredns "CoreDNS-${COREDNS_VERSION#v}" "$TOOLS_BIN/coredns" -version; then
     log "coredns $COREDNS_VERSION: cached"
   else
@@ -196,6 +248,7 @@ main() {
   "$TOOLS_BIN/oras" version | grep -F "${ORAS_VERSION#v}" >/dev/null
   "$TOOLS_BIN/etcd" --version | grep -F "etcd Version: ${ETCD_VERSION#v}" >/dev/null
   "$TOOLS_BIN/helm" version --template '{{.Version}}' | grep -xF "$HELM_VERSION" >/dev/null
+  karpenter_ok && karpenter_crds_ok
   log "all tools ready in $((SECONDS - total_start))s: $TOOLS_BIN"
   echo "$TOOLS_BIN"
 }

@@ -50,6 +50,11 @@ validation.workspace.kaito.sh
   value: {{ .Values.cloudProvider | quote }}
 - name: KAITO_CONTROLLER_NODE_IMAGE_FAMILY
   value: {{ .Values.nodeImageFamily | quote }}
+{{- $template := deepCopy .Values.nodeClaimTemplate }}
+{{- if not $template.nodeClassRef.group }}{{- $_ := unset $template "nodeClassRef" }}{{- end }}
+{{- if not $template.expireAfter }}{{- $_ := unset $template "expireAfter" }}{{- end }}
+- name: KAITO_CONTROLLER_NODECLAIM_TEMPLATE
+  value: {{ $template | toJson | quote }}
 - name: KAITO_CONTROLLER_INFERENCE_IMAGE
   value: {{ .Values.workload.inferenceImage | quote }}
 - name: KAITO_CONTROLLER_TUNING_IMAGE
@@ -94,6 +99,16 @@ validation.workspace.kaito.sh
   value: {{ .Values.controller.resyncSeconds | quote }}
 - name: KAITO_CONTROLLER_NOT_READY_REQUEUE_SECONDS
   value: {{ .Values.controller.notReadyRequeueSeconds | quote }}
+- name: KAITO_CONTROLLER_LEADER_ELECTION
+  value: {{ .Values.leaderElection.enabled | quote }}
+- name: KAITO_CONTROLLER_LEADER_ELECTION_LEASE_NAME
+  value: {{ include "kaito-workspace.fullname" . | quote }}
+- name: KAITO_CONTROLLER_LEADER_ELECTION_LEASE_DURATION_SECONDS
+  value: {{ .Values.leaderElection.leaseDurationSeconds | quote }}
+- name: KAITO_CONTROLLER_LEADER_ELECTION_RENEW_DEADLINE_SECONDS
+  value: {{ .Values.leaderElection.renewDeadlineSeconds | quote }}
+- name: KAITO_CONTROLLER_LEADER_ELECTION_RETRY_PERIOD_SECONDS
+  value: {{ .Values.leaderElection.retryPeriodSeconds | quote }}
 - name: KAITO_CONTROLLER_LOG_LEVEL
   value: {{ .Values.controller.logLevel | quote }}
 - name: KAITO_CONTROLLER_LOG_FORMAT

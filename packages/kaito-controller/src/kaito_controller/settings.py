@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from kaito_api.leader_election import ElectionTimings
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kaito_controller.manifests.nodeclaim import NodeClaimTemplate
 
 
 class ControllerSettings(BaseSettings):
@@ -86,6 +89,15 @@ class ControllerSettings(BaseSettings):
     node_image_family: Literal["ubuntu", "azurelinux"] = Field(
         "ubuntu", description="Default kaito.sh/node-image-family annotation on NodeClaims."
     )
+    nodeclaim_template: NodeClaimTemplate = Field(
+        default_factory=NodeClaimTemplate,
+        description=(
+            "Per-install additions to every NodeClaim, as JSON (camelCase keys): nodeClassRef, "
+            "labels, annotations, requirements, taints, startupTaints, requestGpus, "
+            "diskResource, requests, expireAfter. Empty: the claim gpu-provisioner serves "
+            "(KAITO's)."
+        ),
+    )
 
     # --- where things live --------------------------------------------------------------
     release_namespace: str = Field(
@@ -128,5 +140,47 @@ class ControllerSettings(BaseSettings):
     not_ready_requeue_seconds: float = Field(
         5.0, gt=0, description="Re-check interval while something is not ready yet."
     )
+
+    # --- high availability --------------------------------------------------------------
+    leader_election: bool = Field(
+        True,
+        description=(
+            "Elect one leader among the replicas through a coordination.k8s.io Lease in "
+            "release_namespace; only the leader reconciles, every replica serves the webhook."
+        ),
+    )
+    leader_election_lease_name: str = Field(
+        "kaito-workspace",
+        description="Name of the leader-election Lease (the chart: its release's full name).",
+    )
+    leader_election_lease_duration_seconds: float = Field(
+        15.0, gt=0, description="How long a follower waits on an unrenewed lease before taking it."
+    )
+    leader_election_renew_deadline_seconds: float = Field(
+        10.0, gt=0, description="How long the leader keeps trying to renew before it stops."
+    )
+    leader_election_retry_period_seconds: float = Field(
+        2.0, gt=0, description="How often replicas try to acquire or renew the lease."
+    )
+    pod_name: str | None = Field(
+        None,
+        description=(
+            "This replica's identity in the lease (the chart sets the pod name); "
+            "unset: hostname and process id."
+        ),
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     log_format: Literal["text", "json"] = Field("text")
+
+    @model_validator(mode="after")
+    def _election_timings_are_consistent(self) -> ControllerSettings:
+        self.election_timings()  # raises with the rule spelled out
+        return self
+
+    def election_timings(self) -> ElectionTimings:
+        return ElectionTimings(
+            lease_duration=self.leader_election_lease_duration_seconds,
+            renew_deadline=self.leader_election_renew_deadline_seconds,
+            retry_period=self.leader_election_retry_period_seconds,
+        )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kaito_controller.manifests.nodeclaim import NodeClaimTemplate
 from kaito_controller.settings import ControllerSettings
 
 pytestmark = pytest.mark.integration
@@ -67,8 +68,17 @@ def test_rbac_is_least_privilege() -> None:
     assert "update" not in verbs[("karpenter.sh", "nodeclaims")]
     vwc_rule = next(r for r in role["rules"] if "validatingwebhookconfigurations" in r["resources"])
     assert vwc_rule["resourceNames"] == ["validation.workspace.kaito.sh"]
-    (ns_role,) = by_kind(docs, "Role")
-    assert ns_role["rules"][0]["resourceNames"] == ["kaito-workspace-webhook-cert"]
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "Role")}
+    assert set(roles) == {"kaito-workspace", "kaito-workspace-leader-election"}
+    assert roles["kaito-workspace"]["rules"][0]["resourceNames"] == ["kaito-workspace-webhook-cert"]
+    create, renew = roles["kaito-workspace-leader-election"]["rules"]
+    assert create == {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["create"],
+    }  # fmt: skip  (create cannot be limited by name)
+    assert renew["resourceNames"] == ["kaito-workspace"]
+    assert set(renew["verbs"]) == {"get", "update", "patch"}
     (binding,) = by_kind(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] != "cluster-admin"
 
@@ -93,7 +103,8 @@ def test_env_parses_into_controller_settings(monkeypatch: pytest.MonkeyPatch) ->
         objects("nodeAutoProvisioning=false", "workload.inferenceBackend=fake"), "Deployment"
     )
     for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
-        monkeypatch.setenv(e["name"], e["value"])
+        if "value" in e:  # not the downward-API pod name
+            monkeypatch.setenv(e["name"], e["value"])
     s = ControllerSettings()
     assert s.node_auto_provisioning is False and s.inference_backend == "fake"
     assert "kaito-workspace-webhook.kaito-workspace.svc" in s.webhook_hosts
@@ -101,6 +112,67 @@ def test_env_parses_into_controller_settings(monkeypatch: pytest.MonkeyPatch) ->
         s.webhook_cert_secret == "kaito-workspace-webhook-cert"
         and s.release_namespace == "kaito-workspace"
     )
+
+
+def _settings_from(monkeypatch: pytest.MonkeyPatch, *sets: str) -> ControllerSettings:
+    (dep,) = by_kind(objects(*sets), "Deployment")
+    for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]:
+        if "value" in e:
+            monkeypatch.setenv(e["name"], e["value"])
+    return ControllerSettings()
+
+
+def test_nodeclaim_template_default_is_the_gpu_provisioner_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert _settings_from(monkeypatch).nodeclaim_template == NodeClaimTemplate()
+
+
+def test_nodeclaim_template_for_karpenter_reaches_the_controller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The values docs/user-guide.md gives for Karpenter on AKS, plus the list-valued keys."""
+    tpl = _settings_from(
+        monkeypatch,
+        "nodeClaimTemplate.nodeClassRef.group=karpenter.azure.com",
+        "nodeClaimTemplate.nodeClassRef.kind=AKSNodeClass",
+        "nodeClaimTemplate.nodeClassRef.name=default",
+        "nodeClaimTemplate.requestGpus=true",
+        "nodeClaimTemplate.diskResource=",
+        "nodeClaimTemplate.expireAfter=Never",
+        "nodeClaimTemplate.labels.team=ml",
+        "nodeClaimTemplate.startupTaints[0].key=example.com/gpu-not-ready",
+        "nodeClaimTemplate.startupTaints[0].effect=NoSchedule",
+        "nodeClaimTemplate.requirements[0].key=karpenter.sh/capacity-type",
+        "nodeClaimTemplate.requirements[0].operator=In",
+        "nodeClaimTemplate.requirements[0].values[0]=on-demand",
+    ).nodeclaim_template
+    assert tpl.node_class_ref is not None
+    assert (tpl.node_class_ref.group, tpl.node_class_ref.kind) == (
+        "karpenter.azure.com",
+        "AKSNodeClass",
+    )
+    assert tpl.request_gpus and tpl.disk_resource == "" and tpl.labels == {"team": "ml"}
+    assert tpl.expire_after == "Never"
+    assert [t.key for t in tpl.startup_taints] == ["example.com/gpu-not-ready"]
+    assert [(r.key, r.values) for r in tpl.requirements] == [
+        ("karpenter.sh/capacity-type", ["on-demand"])
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "nodeClaimTemplate.requestGPUs=true",
+        "nodeClaimTemplate.nodeClassRef.api=x",
+        "nodeClaimTemplate.expireAfter=30d",
+    ],
+)
+def test_schema_rejects_bad_nodeclaim_template_values(bad: str) -> None:
+    out = render(bad, check=False)
+    assert (
+        out.returncode != 0 and "values don't meet the specifications of the schema" in out.stderr
+    ), out.stderr
 
 
 def test_webhook_service_or_url_client_config() -> None:
@@ -125,7 +197,7 @@ def test_tuning_templates_ship_both_methods() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["bogus=1", "cloudProvider=gcp", "replicaCount=2", "controller.logLevel=TRACE"]
+    "bad", ["bogus=1", "cloudProvider=gcp", "replicaCount=-1", "controller.logLevel=TRACE"]
 )
 def test_schema_rejects_bad_values(bad: str) -> None:
     out = render(bad, check=False)
@@ -143,3 +215,32 @@ def test_values_schema_is_current() -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     json.loads((CHART / "values.schema.json").read_text())
+
+
+def test_two_replicas_with_leader_election_a_budget_and_spread_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    docs = objects()
+    (dep,) = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 1}
+    pod = dep["spec"]["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert (
+        anti[0]["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        == dep["spec"]["selector"]["matchLabels"]
+    )
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["KAITO_CONTROLLER_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    (pdb,) = by_kind(docs, "PodDisruptionBudget")
+    assert pdb["spec"] == {"minAvailable": 1, "selector": dep["spec"]["selector"]}
+    # The webhook Service selects every replica (not only the leader).
+    (svc,) = by_kind(docs, "Service")
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    s = _settings_from(monkeypatch, "leaderElection.leaseDurationSeconds=30")
+    assert s.leader_election and s.leader_election_lease_name == "kaito-workspace"
+    assert s.election_timings().lease_duration == 30
+    one = objects("replicaCount=1")
+    assert not by_kind(one, "PodDisruptionBudget")  # a budget of 1 would block every drain
+    assert by_kind(one, "Deployment")[0]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
