@@ -33,8 +33,8 @@ typecheck: ## Type-check the packages (pyright)
 	$(UV) run --frozen pyright
 
 .PHONY: test-unit
-test-unit: ## Unit and integration tests of every package (no cluster)
-	$(PYTEST) -m "not e2e and not gpu" packages
+test-unit: ## Unit and integration tests of every package and of the e2e helpers (no cluster)
+	$(PYTEST) -m "not e2e and not gpu" packages e2e/tests/unit
 
 .PHONY: e2e
 e2e: ## End-to-end tests on the local cluster (builds/reuses it: hack/local-cluster.sh)

@@ -127,19 +127,23 @@ def test_operators_run_as_pods_from_the_built_images(
         (deploy.PROVISIONER_NAMESPACE, "kaito-py/gpu-provisioner"),
     ):
         pods = [p for p in _pods(core_v1, namespace) if kube.pod_is_running_and_ready(p)]
-        assert len(pods) == 1, [
+        assert len(pods) == 2, [  # the charts' default: two replicas, one leader
             (p.metadata.name, p.status.phase) for p in _pods(core_v1, namespace)
         ]
-        pod = pods[0]
-        assert pod.spec.containers[0].image.startswith(f"{operators.registry}/{image}:")
-        node = core_v1.read_node(pod.spec.node_name)
-        assert node.metadata.labels.get("kaito.sh/pool") == "system"
-        assert node.status.node_info.kubelet_version == K8S_VERSION  # a kubelet, not kwok
-        assert node.status.node_info.container_runtime_version.startswith("containerd://")
-        # kubectl exec into the real container: the chart's non-root user.
-        uid = kubectl("exec", "-n", namespace, pod.metadata.name, "--", "id", "-u").stdout
-        assert uid.strip() == "65532"
-    logs = kubectl("logs", "-n", deploy.PROVISIONER_NAMESPACE, "deploy/gpu-provisioner").stdout
+        for pod in pods:
+            assert pod.spec.containers[0].image.startswith(f"{operators.registry}/{image}:")
+            node = core_v1.read_node(pod.spec.node_name)
+            assert node.metadata.labels.get("kaito.sh/pool") == "system"
+            assert node.status.node_info.kubelet_version == K8S_VERSION  # a kubelet, not kwok
+            assert node.status.node_info.container_runtime_version.startswith("containerd://")
+            # kubectl exec into the real container: the chart's non-root user.
+            uid = kubectl("exec", "-n", namespace, pod.metadata.name, "--", "id", "-u").stdout
+            assert uid.strip() == "65532"
+        lease = kubectl("get", "lease", "-n", namespace, "-o",
+                        "jsonpath={.items[*].spec.holderIdentity}").stdout.split()  # fmt: skip
+        assert len(lease) == 1 and lease[0] in {p.metadata.name for p in pods}, lease
+    logs = kubectl("logs", "-n", deploy.PROVISIONER_NAMESPACE, "-l",
+                   "app.kubernetes.io/name=gpu-provisioner", "--tail=-1").stdout  # fmt: skip
     assert "authentication" in logs.lower(), logs[-2000:]
 
 

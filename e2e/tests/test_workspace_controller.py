@@ -337,7 +337,9 @@ def test_adapter_quick_start_reaches_workspace_ready(
     wait_condition(kubectl, namespace, name, "WorkspaceReady", timeout=90, why=controller.log_tail)
     dep = get_json(kubectl, "deployment", name, "-n", namespace)
     assert dep is not None
-    (init,) = dep["spec"]["template"]["spec"]["initContainers"]
+    owner, *pullers = dep["spec"]["template"]["spec"]["initContainers"]
+    assert owner["name"] == "weights-cache-owner"  # hands the node weights cache to the server
+    (init,) = pullers
     assert init["args"][:4] == [
         "pull",
         "registry.local:5000/phi-3-adapter:0.0.1",
@@ -382,7 +384,7 @@ def test_adapter_change_rolls_the_workload_and_immutable_fields_are_refused(
         )
         return (
             d
-            if changed and tpl["spec"]["initContainers"][0]["args"][1].endswith(":0.0.2")
+            if changed and tpl["spec"]["initContainers"][-1]["args"][1].endswith(":0.0.2")
             else None
         )
 

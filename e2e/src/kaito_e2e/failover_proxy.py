@@ -79,7 +79,6 @@ class FailoverProxy:
         for p in pipes:
             p.start()
 
-
     def _pipe(self, src: socket.socket, dst: socket.socket, up: bool) -> None:
         try:
             while data := src.recv(65536):

@@ -58,6 +58,7 @@ class ApiKube:
         self._api_client = api_client
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._coordination = client.CoordinationV1Api(api_client)
 
     @classmethod
     def from_environment(cls) -> ApiKube:
@@ -92,6 +93,19 @@ class ApiKube:
 
     async def get_node(self, name: str) -> dict[str, Any] | None:
         return await self._call(self._core.read_node, name)
+
+    # Leader election (not in ``KubeAPI``: only ``main`` campaigns, with the real client).
+    async def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self._call(self._coordination.read_namespaced_lease, name, namespace)
+
+    async def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call(self._coordination.create_namespaced_lease, namespace, body)
+
+    async def replace_lease(
+        self, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """PUT with ``metadata.resourceVersion``: 409 when the Lease changed since it was read."""
+        return await self._call(self._coordination.replace_namespaced_lease, name, namespace, body)
 
     async def list_nodes(self, label_selector: str = "") -> list[dict[str, Any]]:
         result = await self._call(self._core.list_node, label_selector=label_selector or None)

@@ -10,16 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+from kaito_api.leader_election import LeaderElector
 
 from kaito_gpu_provisioner import handlers
 from kaito_gpu_provisioner.controller import NodeClaimController, Timing
 from kaito_gpu_provisioner.kube import POOL_SIZE, ApiKube, KubeAPI
+from kaito_gpu_provisioner.leases import ApiLeaseStore, lead
 from kaito_gpu_provisioner.provisioner import NodeProvisioner
 from kaito_gpu_provisioner.settings import Settings
 
@@ -67,11 +71,21 @@ async def run(
     ready_flag: asyncio.Event | threading.Event | None = None,
     stop_flag: asyncio.Event | threading.Event | None = None,
 ) -> None:
-    """Run the operator until stopped (signal or ``stop_flag``)."""
+    """Run the operator until stopped (signal or ``stop_flag``); with leader election on, only
+    once this replica holds the Lease."""
     # The kubernetes client is synchronous; its calls run in the default executor. The stdlib
     # default (cpu + 4 threads) serialises API calls when many claims launch at once.
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=POOL_SIZE))
-    kube = kube or ApiKube.from_environment()
+    api = ApiKube.from_environment() if kube is None else None
+    kube = kube or api
+    assert kube is not None
+    election: asyncio.Task[None] | None = None
+    elector: LeaderElector | None = None
+    if settings.leader_election.enabled:
+        if api is None:
+            raise ValueError("leader election needs the real API client (leave kube unset)")
+        elector = build_elector(api, settings)
+        election = await lead(elector, health_port=settings.health_port, on_lost=leadership_lost)
     controller, closers = build_controller(settings, kube)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
@@ -85,6 +99,25 @@ async def run(
         ready_flag=ready_flag,
         stop_flag=stop_flag,
     )
+    if election is not None and elector is not None:
+        election.cancel()
+        await elector.release()  # kopf has stopped: the other replica takes over at once
+
+
+def build_elector(api: ApiKube, settings: Settings) -> LeaderElector:
+    le = settings.leader_election
+    identity = le.identity or f"{socket.gethostname()}_{os.getpid()}"
+    return LeaderElector(ApiLeaseStore(api, le.lease_name, le.namespace), identity, le.timings())
+
+
+def leadership_lost() -> None:
+    """Exit at once: nothing may be written to NodeClaims or the cloud after the lease ends.
+
+    The kubelet restarts the container as a follower (as Kubernetes' own controllers do).
+    """
+    logging.getLogger(__name__).critical("leader lease lost: exiting so a new leader can start")
+    logging.shutdown()
+    os._exit(1)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
+from kaito_api.leader_election import ElectionTimings
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -104,6 +105,41 @@ class LocalSettings(BaseModel):
             )
 
 
+class LeaderElectionSettings(BaseModel):
+    """One replica launches NodeClaims at a time; the others wait on a coordination.k8s.io
+    Lease (``kaito_api.leader_election`` holds the rules)."""
+
+    enabled: bool = Field(default=True, description="Elect a leader among the replicas.")
+    lease_name: str = Field(default="gpu-provisioner", description="Name of the Lease.")
+    namespace: str = Field(
+        default="gpu-provisioner", description="Namespace of the Lease (the chart's release)."
+    )
+    lease_duration_seconds: float = Field(
+        default=15.0, gt=0, description="Wait on an unrenewed lease before taking it over."
+    )
+    renew_deadline_seconds: float = Field(
+        default=10.0, gt=0, description="The leader stops if it cannot renew for this long."
+    )
+    retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often replicas try to acquire or renew."
+    )
+    identity: str = Field(
+        default="", description="This replica's name in the Lease; empty: hostname_pid."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LeaderElectionSettings:
+        self.timings()  # raises with the rule spelled out
+        return self
+
+    def timings(self) -> ElectionTimings:
+        return ElectionTimings(
+            lease_duration=self.lease_duration_seconds,
+            renew_deadline=self.renew_deadline_seconds,
+            retry_period=self.retry_period_seconds,
+        )
+
+
 class Settings(BaseSettings):
     """Everything the provisioner process can be told."""
 
@@ -140,6 +176,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
     azure: AzureSettings = Field(default_factory=AzureSettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
 
     @field_validator("provider", mode="before")
     @classmethod

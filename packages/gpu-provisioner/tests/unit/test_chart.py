@@ -212,3 +212,35 @@ def test_local_values_fail_naming_the_field(args: list[str], message: str) -> No
     assert result.returncode != 0
     assert message in result.stderr
     assert "literal" not in result.stdout
+
+
+def test_two_replicas_elect_a_leader_in_the_release_namespace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kaito_gpu_provisioner.settings import Settings
+
+    docs = render("--set", "leaderElection.retryPeriodSeconds=1")
+    dep = by_kind(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    pod = dep["spec"]["template"]["spec"]
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    env = pod["containers"][0]["env"]
+    for e in env:
+        if "value" in e:
+            monkeypatch.setenv(e["name"], e["value"])
+    identity = next(e for e in env if e["name"] == "KAITO_PROVISIONER_LEADER_ELECTION__IDENTITY")
+    assert identity["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    le = Settings().leader_election
+    assert (le.enabled, le.namespace, le.lease_name) == (True, "kaito", "t-gpu-provisioner")
+    assert le.timings().retry_period == 1
+    roles = [d for d in docs if d["kind"] == "Role"]
+    (role,) = roles
+    create, renew = role["rules"]
+    assert create["verbs"] == ["create"] and create["resources"] == ["leases"]
+    assert renew["resourceNames"] == ["t-gpu-provisioner"]
+    assert set(renew["verbs"]) == {"get", "update", "patch"}
+    assert by_kind(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    single = render("--set", "replicaCount=1")
+    assert not [d for d in single if d["kind"] == "PodDisruptionBudget"]

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 
 import kopf
+from kaito_api.leader_election import LeaderElector
 
 from kaito_controller import __version__
 from kaito_controller.handlers.operator import register
@@ -18,6 +21,7 @@ from kaito_controller.handlers.reconciler import Reconciler
 from kaito_controller.handlers.runtime import Runtime
 from kaito_controller.handlers.watches import watches
 from kaito_controller.k8s.cache import CachedKubeClient
+from kaito_controller.k8s.leases import KubeLeaseStore
 from kaito_controller.k8s.real import RealKubeClient, load_api_client
 from kaito_controller.reconcile.catalog import PresetsCatalog
 from kaito_controller.settings import ControllerSettings
@@ -49,14 +53,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = Runtime(reconciler=Reconciler(cache, settings, PresetsCatalog()), cache=cache)
     registry = kopf.OperatorRegistry()
     register(registry, settings)
+    memo = kopf.Memo(runtime=runtime, settings=settings, watch_source=api)
+    if settings.leader_election:
+        memo.elector = build_elector(api, settings)
+        memo.on_leadership_lost = leadership_lost
     kopf.run(
         registry=registry,
         clusterwide=True,
-        standalone=True,
-        memo=kopf.Memo(runtime=runtime, settings=settings),
+        standalone=True,  # no kopf peering: our Lease decides who reconciles
+        memo=memo,
         liveness_endpoint=f"http://{args.health_address}/healthz",
     )
     return 0
+
+
+def build_elector(api: RealKubeClient, settings: ControllerSettings) -> LeaderElector:
+    identity = settings.pod_name or f"{socket.gethostname()}_{os.getpid()}"
+    store = KubeLeaseStore(api, settings.leader_election_lease_name, settings.release_namespace)
+    return LeaderElector(store, identity, settings.election_timings())
+
+
+def leadership_lost() -> None:
+    """Exit at once: in-flight API calls in worker threads must not outlive the lease.
+
+    The kubelet restarts the container, which comes back as a follower (the same as Kubernetes'
+    own controllers do on a lost lease).
+    """
+    logging.getLogger(__name__).critical("leader lease lost: exiting so a new leader can start")
+    logging.shutdown()
+    os._exit(1)
 
 
 if __name__ == "__main__":

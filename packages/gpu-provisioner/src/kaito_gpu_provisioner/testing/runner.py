@@ -36,6 +36,9 @@ class ProvisionerProcess:
         self.log_path = log_path
         self.env = {
             **os.environ,
+            # One process per test unless the test runs replicas (e2e/tests/
+            # test_high_availability.py turns election on, with its Lease namespace).
+            "KAITO_PROVISIONER_LEADER_ELECTION__ENABLED": "false",
             **env,
             "KUBECONFIG": str(kubeconfig),
             "KAITO_PROVISIONER_HEALTH_PORT": str(self.health_port),

@@ -5,6 +5,7 @@
 * :mod:`kaito_api.testing.crd`: an in-process stand-in for the API server's admission of a
   custom resource (unknown fields, OpenAPI schema, CEL rules) driven by the generated CRD; it
   needs the ``cel-python`` and ``jsonschema`` test dependencies.
+* :mod:`kaito_api.testing.leases`: an in-memory Lease for the leader-election wiring tests.
 """
 
 from kaito_api.testing.cases import (

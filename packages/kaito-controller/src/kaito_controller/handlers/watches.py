@@ -29,6 +29,15 @@ class Watch:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
+    def scoped(self) -> bool:
+        """Watched by a server-side filtered stream (``k8s.watching``), not by kopf.
+
+        Every kind but the Workspace: we only care about the objects we labelled (or, for
+        bring-your-own Nodes, the few nodes of the cluster), and kopf would stream them all.
+        """
+        return self.kind != "Workspace"
+
+    @property
     def required_labels(self) -> tuple[str, ...]:
         return tuple(self.selector.split(",")) if self.selector else ()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kubernetes import client as k8s_client
@@ -84,6 +84,67 @@ class RealKubeClient:
                 pass
             raise KubeError(f"{method} {path}: {status} {message}", status=status, reason=reason)
         return json.loads(data) if data else {}
+
+    def list_for_watch(
+        self, api_version: str, kind: str, *, selector: str | None
+    ) -> tuple[list[Manifest], str]:
+        """Blocking list of every object matching ``selector`` (server-side), and the list's
+        resourceVersion to start a watch from."""
+        query = [("labelSelector", selector)] if selector else []
+        k = kind_of(api_version, kind)
+        result = self._call("GET", k.collection_path(None), query=query)
+        items = result.get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items, (result.get("metadata") or {}).get("resourceVersion") or ""
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        selector: str | None,
+        resource_version: str,
+        timeout_seconds: int = 300,
+    ) -> Iterator[Manifest]:
+        """Blocking stream of watch events (``{"type", "object"}``) from ``resource_version``;
+        the API server filters by ``selector`` and closes the stream after ``timeout_seconds``.
+        """
+        query = [
+            ("watch", "1"),
+            ("allowWatchBookmarks", "true"),
+            ("resourceVersion", resource_version),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if selector:
+            query.append(("labelSelector", selector))
+        path = kind_of(api_version, kind).collection_path(None)
+        request = self._api.param_serialize(
+            "GET",
+            path,
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self._api.call_api(*request, _request_timeout=(10, timeout_seconds + 30))
+        except ApiException as err:
+            raise KubeError(f"watch {path}: {err.reason}", status=err.status or 0) from err
+        raw = response.response  # urllib3 response, not preloaded: read it line by line
+        try:
+            if not 200 <= response.status <= 299:
+                body = raw.read().decode(errors="replace")[:500]
+                raise KubeError(f"watch {path}: {response.status} {body}", status=response.status)
+            pending = b""
+            for chunk in raw.stream(64 * 1024):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        finally:
+            raw.release_conn()
 
     async def _run(self, method: str, path: str, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self._call, method, path, **kwargs)

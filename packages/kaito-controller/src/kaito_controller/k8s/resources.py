@@ -49,6 +49,7 @@ EVENT = Kind("v1", "Event", "events", True)
 DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments", True)
 STATEFULSET = Kind("apps/v1", "StatefulSet", "statefulsets", True)
 JOB = Kind("batch/v1", "Job", "jobs", True)
+LEASE = Kind("coordination.k8s.io/v1", "Lease", "leases", True)
 VALIDATING_WEBHOOK = Kind(
     "admissionregistration.k8s.io/v1",
     "ValidatingWebhookConfiguration",
@@ -70,6 +71,7 @@ KINDS: dict[tuple[str, str], Kind] = {
         DEPLOYMENT,
         STATEFULSET,
         JOB,
+        LEASE,
         VALIDATING_WEBHOOK,
     )
 }
