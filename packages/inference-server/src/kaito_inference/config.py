@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 BackendName = Literal["vllm", "transformers", "fake"]
 
 # Requests admitted into the backend at once when max_concurrency is not set. The transformers
-# backend generates one request at a time; vLLM batches continuously inside its own scheduler.
+# backend decodes up to max_concurrency requests in one batch (its KV cache grows with the batch);
+# vLLM batches continuously inside its own scheduler.
 DEFAULT_CONCURRENCY: dict[str, int] = {"transformers": 1, "vllm": 256, "fake": 64}
 
 
@@ -81,7 +82,10 @@ class ServerConfig(BaseSettings):
         "/health* requires one of them (admin endpoints included).",
     )
     max_concurrency: int | None = Field(
-        None, ge=1, description="Requests generating at once; others wait (backend default)."
+        None,
+        ge=1,
+        description="Requests generating at once (the transformers backend's batch size); "
+        "others wait in arrival order (default: transformers 1, vllm 256).",
     )
     max_waiting_requests: int = Field(
         1024, ge=0, description="Requests allowed to wait; beyond that the server answers 429."

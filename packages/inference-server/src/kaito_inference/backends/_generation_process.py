@@ -227,10 +227,25 @@ class GenerationProcess:
         with contextlib.suppress(RuntimeError):  # that request's loop is closed
             loop.call_soon_threadsafe(deliver, msg)
 
+    def _deliver_batch(self, messages: list[Message]) -> None:
+        """The messages of one batched step: one wake-up per event loop, not one per message."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Deliver, Message]]] = {}
+        with self._routes_lock:
+            for msg in messages:
+                route = self._routes.get(msg[1])
+                if route is not None:  # else: cancelled, its leftovers are dropped
+                    by_loop.setdefault(route[0], []).append((route[1], msg))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(_deliver_all, items)
+
     def _read(self) -> None:
         try:
             while True:
                 msg = self._conn.recv()
+                if msg[0] == "batch":
+                    self._deliver_batch(msg[2])
+                    continue
                 if msg[0] == "ready":
                     self._ready_seen = True
                 self._deliver(msg[1], msg)
@@ -246,6 +261,11 @@ class GenerationProcess:
         for rid, (loop, deliver) in routes:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(deliver, ("lost", rid, reason))
+
+
+def _deliver_all(items: list[tuple[_Deliver, Message]]) -> None:
+    for deliver, msg in items:
+        deliver(msg)
 
 
 def child_connection(argv: list[str]) -> tuple[Connection, tuple[Any, ...]]:

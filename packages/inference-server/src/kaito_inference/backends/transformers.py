@@ -4,10 +4,11 @@ does not support.
 Why this exists: kind users without GPUs, and accelerators outside vLLM's list, still need a real
 model behind the same API. The model lives in a separate generation process (``_hf_engine``,
 started through ``_generation_process``); this process keeps only the tokenizer, so it renders
-prompts, detokenizes and streams while the model computes. Requests run in the child one at a
-time, in arrival order, so they never race on the active adapter. Tokens that arrive together are
-taken as one burst (one SSE event when streaming); closing a request's token stream cancels it
-in the child within one step, which is how a client that goes away frees its slot.
+prompts, detokenizes and streams while the model computes. The child batches concurrent requests
+(up to ``max_concurrency``, one token each per model step; requests of one batch share an adapter,
+so they never race on the active one). Tokens that arrive together are taken as one burst (one
+SSE event when streaming); closing a request's token stream cancels it in the child within one
+step, which is how a client that goes away frees its slot.
 """
 
 from __future__ import annotations
