@@ -9,18 +9,34 @@ vLLM engine arguments the server has no key for go under ``vllm_engine_args``. L
 the server (on when adapters are mounted, sized from them) except for presets vLLM has no LoRA
 layers for, which get ``enable_lora: false``. Plans are single-node (``kaito_presets.serving``),
 so no distributed executor is named: vLLM runs pipeline stages on one node with its own
-multiprocessing workers.
+multiprocessing workers. For the transformers backend, which decodes concurrent requests in
+one batch whose KV cache grows with every sequence, ``max_concurrency`` is as many full-length
+sequences as the memory left after the weights holds (at most ``TRANSFORMERS_MAX_BATCH``).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import PurePosixPath
 from typing import Any
 
 from kaito_presets.estimator import GpuPlan
 from kaito_presets.presets import Preset
 
-__all__ = ["inference_server_config"]
+__all__ = ["TRANSFORMERS_MAX_BATCH", "inference_server_config", "transformers_batch_size"]
+
+# Beyond this the tiny per-step gain on CPUs and small GPUs no longer pays for the latency.
+TRANSFORMERS_MAX_BATCH = 8
+
+
+def transformers_batch_size(plan: GpuPlan) -> int:
+    """Requests the transformers backend may decode together on ``plan``'s GPU: full-length
+    (``max_model_len``) sequences whose KV cache fits beside the weights, 1 to 8."""
+    per_sequence = plan.kv_cache_gib * plan.max_model_len / max(plan.context_length, 1)
+    free = plan.available_gib - plan.weights_gib - plan.overhead_gib
+    if per_sequence <= 0:
+        return TRANSFORMERS_MAX_BATCH
+    return max(1, min(TRANSFORMERS_MAX_BATCH, math.floor(free / per_sequence)))
 
 
 def inference_server_config(
@@ -47,6 +63,8 @@ def inference_server_config(
         cfg["reasoning_parser"] = preset.vllm.reasoning_parser
     if preset.vllm.chat_template and chat_template_dir:
         cfg["chat_template"] = str(PurePosixPath(chat_template_dir) / preset.vllm.chat_template)
+    if plan.runtime == "transformers":
+        cfg["max_concurrency"] = transformers_batch_size(plan)
     if plan.runtime != "vllm":
         return cfg
     cfg["tensor_parallel_size"] = plan.tensor_parallel_size

@@ -18,7 +18,22 @@ def test_quickstart_config_is_transformers_on_the_v100() -> None:
         "dtype": "float16",
         "max_model_len": 12288,
         "trust_remote_code": False,
+        # free for KV = 14.2 - 7.12 - 2.3 = 4.78 GiB; one 12288-token sequence takes 4.5 GiB.
+        "max_concurrency": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("sku", "batch"),
+    [
+        ("Standard_NC6s_v3", 3),  # 4.78 GiB free / 1.5 GiB per 4096-token sequence
+        ("Standard_NC24ads_A100_v4", 8),  # 62.6 GiB free: 41 would fit, capped at 8
+    ],
+)
+def test_transformers_batches_as_many_full_sequences_as_fit(sku: str, batch: int) -> None:
+    preset = get_preset("phi-3-mini-4k-instruct")
+    cfg = inference_server_config(preset, estimate(preset, sku, runtime="transformers"))
+    assert cfg["max_concurrency"] == batch
 
 
 def test_vllm_config_on_a_t4() -> None:
