@@ -119,6 +119,15 @@ def _pods(core: client.CoreV1Api, namespace: str) -> list[Any]:
     return list(core.list_namespaced_pod(namespace).items)
 
 
+def _settled_pods(core: client.CoreV1Api, namespace: str, replicas: int) -> list[Any] | None:
+    """The namespace's pods once exactly ``replicas`` exist, all running, ready, not deleting."""
+    pods = _pods(core, namespace)
+    live = [
+        p for p in pods if kube.pod_is_running_and_ready(p) and not p.metadata.deletion_timestamp
+    ]
+    return live if len(pods) == len(live) == replicas else None
+
+
 def test_operators_run_as_pods_from_the_built_images(
     operators: deploy.ClusterInfo, core_v1: client.CoreV1Api, kubectl: Kubectl
 ) -> None:
@@ -126,10 +135,13 @@ def test_operators_run_as_pods_from_the_built_images(
         (deploy.CONTROLLER_NAMESPACE, "kaito-py/kaito-controller"),
         (deploy.PROVISIONER_NAMESPACE, "kaito-py/gpu-provisioner"),
     ):
-        pods = [p for p in _pods(core_v1, namespace) if kube.pod_is_running_and_ready(p)]
-        assert len(pods) == 2, [  # the charts' default: two replicas, one leader
-            (p.metadata.name, p.status.phase) for p in _pods(core_v1, namespace)
-        ]
+        # The charts' default: two replicas, one leader. An earlier suite may have just deleted
+        # the operators' pods: wait until the ReplicaSet has settled (surplus pods gone).
+        pods = kube.wait_until(
+            lambda namespace=namespace: _settled_pods(core_v1, namespace, 2),
+            timeout=120,
+            what=f"two running, ready operator pods (and no other) in {namespace}",
+        )
         for pod in pods:
             assert pod.spec.containers[0].image.startswith(f"{operators.registry}/{image}:")
             node = core_v1.read_node(pod.spec.node_name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from collections.abc import Callable
 
 from aiohttp import web
@@ -46,26 +47,56 @@ class ApiLeaseStore:
 
 
 async def lead(
-    elector: LeaderElector, *, health_port: int, on_lost: Callable[[], None]
-) -> asyncio.Task[None]:
-    """Wait until elected (serving ``/healthz`` meanwhile); return the renewing task."""
+    elector: LeaderElector,
+    *,
+    health_port: int,
+    on_lost: Callable[[], None],
+    stop: asyncio.Event | None = None,
+) -> asyncio.Task[None] | None:
+    """Wait until elected (serving ``/healthz`` meanwhile); return the renewing task, or None
+    when ``stop`` is set first (a follower asked to shut down)."""
     elected = asyncio.Event()
+    stop = stop or asyncio.Event()
     standby = await _standby_health(health_port) if health_port else None
     task = asyncio.create_task(
         elector.run(on_started_leading=elected.set, on_stopped_leading=on_lost),
         name="leader-election",
     )
     logger.info("%s campaigning for the provisioner's leader lease", elector.identity)
+    waiters = {asyncio.create_task(elected.wait()), asyncio.create_task(stop.wait())}
     try:
-        waiter = asyncio.create_task(elected.wait())
-        done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:  # the election ended before we ever led (cancelled)
-            waiter.cancel()
+        await asyncio.wait({*waiters, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():  # the election ended before we ever led
             task.result()
+        if not elected.is_set():  # stopped while following
+            task.cancel()
+            await elector.release()
+            return None
     finally:
+        for waiter in waiters:
+            waiter.cancel()
         if standby is not None:
             await standby.cleanup()  # kopf's liveness endpoint takes the port over
     return task
+
+
+def stop_on_signals() -> tuple[asyncio.Event, Callable[[], None]]:
+    """An event set by SIGTERM/SIGINT while following, and a function that removes the handlers.
+
+    Without them a follower running as PID 1 in its container ignores SIGTERM (the kernel
+    drops signals PID 1 has no handler for) and is killed only after the grace period; kopf
+    installs its own handlers once this replica leads.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def remove() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    return stop, remove
 
 
 async def _standby_health(port: int) -> web.AppRunner:

@@ -23,7 +23,7 @@ from kaito_api.leader_election import LeaderElector
 from kaito_gpu_provisioner import handlers
 from kaito_gpu_provisioner.controller import NodeClaimController, Timing
 from kaito_gpu_provisioner.kube import POOL_SIZE, ApiKube, KubeAPI
-from kaito_gpu_provisioner.leases import ApiLeaseStore, lead
+from kaito_gpu_provisioner.leases import ApiLeaseStore, lead, stop_on_signals
 from kaito_gpu_provisioner.provisioner import NodeProvisioner
 from kaito_gpu_provisioner.settings import Settings
 
@@ -85,7 +85,15 @@ async def run(
         if api is None:
             raise ValueError("leader election needs the real API client (leave kube unset)")
         elector = build_elector(api, settings)
-        election = await lead(elector, health_port=settings.health_port, on_lost=leadership_lost)
+        stop, remove_handlers = stop_on_signals()
+        try:
+            election = await lead(
+                elector, health_port=settings.health_port, on_lost=leadership_lost, stop=stop
+            )
+        finally:
+            remove_handlers()
+        if election is None:
+            return  # asked to stop while following
     controller, closers = build_controller(settings, kube)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)

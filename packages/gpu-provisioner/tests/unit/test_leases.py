@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 from datetime import UTC, datetime
 
@@ -11,7 +13,7 @@ import pytest
 from kaito_api.leader_election import ElectionTimings, LeaderElector, LeaseConflict, LeaseRecord
 from kaito_api.testing.leases import MemoryLeaseStore
 from kaito_gpu_provisioner.kube import KubeError
-from kaito_gpu_provisioner.leases import ApiLeaseStore, lead
+from kaito_gpu_provisioner.leases import ApiLeaseStore, lead, stop_on_signals
 from kaito_gpu_provisioner.settings import Settings
 from pydantic import ValidationError
 
@@ -102,3 +104,29 @@ def test_settings_refuse_inconsistent_election_timings(monkeypatch: pytest.Monke
     monkeypatch.setenv("KAITO_PROVISIONER_LEADER_ELECTION__RENEW_DEADLINE_SECONDS", "20")
     with pytest.raises(ValidationError, match="leaseDuration > renewDeadline > retryPeriod"):
         Settings()
+
+
+async def test_a_follower_told_to_stop_returns_without_leading_and_frees_its_port() -> None:
+    store = MemoryLeaseStore()
+    leader = LeaderElector(store, "p-0", FAST)
+    assert await leader.try_acquire_or_renew()
+    renewing = asyncio.create_task(
+        leader.run(on_started_leading=lambda: None, on_stopped_leading=lambda: None)
+    )
+    port = free_port()
+    stop, remove = stop_on_signals()
+    try:
+        campaign = asyncio.create_task(
+            lead(
+                LeaderElector(store, "p-1", FAST), health_port=port, on_lost=lambda: None, stop=stop
+            )
+        )
+        await asyncio.sleep(0.2)
+        assert await healthz(port) == 200
+        os.kill(os.getpid(), signal.SIGTERM)  # what the kubelet sends on pod deletion
+        assert await asyncio.wait_for(campaign, timeout=5) is None
+    finally:
+        remove()
+        renewing.cancel()
+    assert await healthz(port) is None
+    assert store.record is not None and store.record.holder == "p-0"  # p-1 never took it
