@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 from kaito_controller.testing import ControllerProcess, free_port
-from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
+from kaito_e2e.charts import Release, operators_as_processes
 from kaito_e2e.failover_proxy import FailoverProxy
 from kaito_e2e.kube import wait_until
 from kaito_gpu_provisioner.testing.e2e import get_json
@@ -95,27 +95,19 @@ def stack(
 ) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("ha-e2e")
     port = free_port()
-    apply_crds(kubectl)
-    install_chart(
-        helm,
-        RELEASE,
-        "kaito-workspace",
-        RELEASE_NS,
-        {"cloudProvider": "kwok", "webhook.url": f"https://127.0.0.1:{port}"},
+    controller = Release(
+        RELEASE, RELEASE_NS, {"cloudProvider": "kwok", "webhook.url": f"https://127.0.0.1:{port}"}
     )
-    install_chart(helm, PROV_RELEASE, "gpu-provisioner", PROV_NS, {"provider": "kwok"})
-    yield {
-        "work": work,
-        "webhook_port": port,
-        "controller_kubeconfig": release_kubeconfig(
-            kubectl, kube_config_path, RELEASE_NS, RELEASE, work / "controller.kubeconfig"
-        ),
-        "provisioner_kubeconfig": release_kubeconfig(
-            kubectl, kube_config_path, PROV_NS, PROV_RELEASE, work / "provisioner.kubeconfig"
-        ),
-    }
-    helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait", check=False)
-    helm("uninstall", PROV_RELEASE, "-n", PROV_NS, "--wait", check=False)
+    provisioner = Release(PROV_RELEASE, PROV_NS, {"provider": "kwok"})
+    with operators_as_processes(
+        kubectl, helm, kube_config_path, work, controller=controller, provisioner=provisioner
+    ) as (controller_kubeconfig, provisioner_kubeconfig):
+        yield {
+            "work": work,
+            "webhook_port": port,
+            "controller_kubeconfig": controller_kubeconfig,
+            "provisioner_kubeconfig": provisioner_kubeconfig,
+        }
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from kaito_controller.testing import ControllerProcess, free_port
-from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
+from kaito_e2e.charts import Release, operators_as_processes
 from kaito_gpu_provisioner.testing.aks_nodes import node_name
 from kaito_gpu_provisioner.testing.arm_server import ArmServer, KubeNodeSink
 from kaito_gpu_provisioner.testing.e2e import get_json, wait_for
@@ -41,18 +41,11 @@ def stack(
 ) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("provisioner-workspace")
     port = free_port()
-    apply_crds(kubectl)
-    install_chart(
-        helm,
-        WS_RELEASE,
-        "kaito-workspace",
-        WS_NS,
-        {"cloudProvider": "azure", "webhook.url": f"https://127.0.0.1:{port}"},
+    controller = Release(
+        WS_RELEASE, WS_NS, {"cloudProvider": "azure", "webhook.url": f"https://127.0.0.1:{port}"}
     )
-    install_chart(
-        helm,
+    provisioner = Release(
         PROV_RELEASE,
-        "gpu-provisioner",
         PROV_NS,
         {
             "provider": "azure",
@@ -62,18 +55,15 @@ def stack(
             "workloadIdentity.clientId": "00000000-0000-0000-0000-00000000c1d0",
         },
     )
-    yield {
-        "work": work,
-        "port": port,
-        "controller_kubeconfig": release_kubeconfig(
-            kubectl, kube_config_path, WS_NS, WS_RELEASE, work / "c.kubeconfig"
-        ),
-        "provisioner_kubeconfig": release_kubeconfig(
-            kubectl, kube_config_path, PROV_NS, PROV_RELEASE, work / "p.kubeconfig"
-        ),
-    }
-    helm("uninstall", WS_RELEASE, "-n", WS_NS, "--wait", check=False)
-    helm("uninstall", PROV_RELEASE, "-n", PROV_NS, "--wait", check=False)
+    with operators_as_processes(
+        kubectl, helm, kube_config_path, work, controller=controller, provisioner=provisioner
+    ) as (controller_kubeconfig, provisioner_kubeconfig):
+        yield {
+            "work": work,
+            "port": port,
+            "controller_kubeconfig": controller_kubeconfig,
+            "provisioner_kubeconfig": provisioner_kubeconfig,
+        }
 
 
 @pytest.fixture(scope="module")

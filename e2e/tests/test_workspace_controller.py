@@ -24,7 +24,7 @@ import pytest
 import yaml
 from kaito_controller.naming import nodeclaim_name
 from kaito_controller.testing import ControllerProcess, free_port
-from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
+from kaito_e2e.charts import Release, operators_as_processes
 from kaito_e2e.kube import wait_until
 from kaito_gpu_provisioner.testing.e2e import get_json
 from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
@@ -74,29 +74,19 @@ def stack(
     """Charts installed; ServiceAccount kubeconfigs for the controller and the provisioner."""
     work = tmp_path_factory.mktemp("workspace-e2e")
     port = free_port()
-    apply_crds(kubectl)
-    install_chart(
-        helm,
-        RELEASE,
-        "kaito-workspace",
-        RELEASE_NS,
-        {"cloudProvider": "kwok", "webhook.url": f"https://127.0.0.1:{port}"},
+    controller = Release(
+        RELEASE, RELEASE_NS, {"cloudProvider": "kwok", "webhook.url": f"https://127.0.0.1:{port}"}
     )
-    install_chart(helm, PROV_RELEASE, "gpu-provisioner", PROV_NS, {"provider": "kwok"})
-    yield {
-        "work": work,
-        "webhook_port": port,
-        "controller_kubeconfig": release_kubeconfig(
-            kubectl, kube_config_path, RELEASE_NS, RELEASE, work / "controller.kubeconfig"
-        ),
-        "provisioner_kubeconfig": release_kubeconfig(
-            kubectl, kube_config_path, PROV_NS, PROV_RELEASE, work / "provisioner.kubeconfig"
-        ),
-    }
-    # The webhook (failurePolicy Fail) must not outlive the controller: other suites create
-    # Workspaces too. CRDs stay (Helm never deletes crds/).
-    helm("uninstall", RELEASE, "-n", RELEASE_NS, "--wait", check=False)
-    helm("uninstall", PROV_RELEASE, "-n", PROV_NS, "--wait", check=False)
+    provisioner = Release(PROV_RELEASE, PROV_NS, {"provider": "kwok"})
+    with operators_as_processes(
+        kubectl, helm, kube_config_path, work, controller=controller, provisioner=provisioner
+    ) as (controller_kubeconfig, provisioner_kubeconfig):
+        yield {
+            "work": work,
+            "webhook_port": port,
+            "controller_kubeconfig": controller_kubeconfig,
+            "provisioner_kubeconfig": provisioner_kubeconfig,
+        }
 
 
 def controller_env(stack: dict[str, Any]) -> dict[str, str]:

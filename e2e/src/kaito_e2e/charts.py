@@ -7,7 +7,9 @@ host with their charts' ServiceAccount tokens. Shared here so every suite instal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,47 @@ def release_kubeconfig(
     ).stdout.strip()  # fmt: skip
     token = kubectl("create", "token", sa, "-n", namespace, "--duration=2h").stdout.strip()
     return service_account_kubeconfig(admin_kubeconfig, token, out)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One chart installed with zero replicas: its release name, namespace and ``--set`` values."""
+
+    name: str
+    namespace: str
+    values: Mapping[str, str]
+
+
+@contextlib.contextmanager
+def operators_as_processes(
+    kubectl: Run,
+    helm: Run,
+    admin_kubeconfig: Path,
+    work: Path,
+    *,
+    controller: Release,
+    provisioner: Release,
+) -> Iterator[tuple[Path, Path]]:
+    """Both charts installed (CRDs current), and the controller's and the provisioner's
+    ServiceAccount kubeconfigs for running them as host processes. Both releases are removed on
+    exit: the webhook (failurePolicy Fail) must not outlive the suite's controller, since other
+    suites create Workspaces too. CRDs stay (Helm never deletes crds/)."""
+    apply_crds(kubectl)
+    install_chart(helm, controller.name, "kaito-workspace", controller.namespace, controller.values)
+    install_chart(
+        helm, provisioner.name, "gpu-provisioner", provisioner.namespace, provisioner.values
+    )
+    try:
+        yield (
+            release_kubeconfig(
+                kubectl, admin_kubeconfig, controller.namespace, controller.name,
+                work / "controller.kubeconfig",
+            ),
+            release_kubeconfig(
+                kubectl, admin_kubeconfig, provisioner.namespace, provisioner.name,
+                work / "provisioner.kubeconfig",
+            ),
+        )  # fmt: skip
+    finally:
+        helm("uninstall", controller.name, "-n", controller.namespace, "--wait", check=False)
+        helm("uninstall", provisioner.name, "-n", provisioner.namespace, "--wait", check=False)
