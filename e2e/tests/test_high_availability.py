@@ -25,6 +25,7 @@ from kaito_controller.testing import ControllerProcess, free_port
 from kaito_e2e.charts import Release, operators_as_processes
 from kaito_e2e.failover_proxy import FailoverProxy
 from kaito_e2e.kube import wait_until
+from kaito_e2e.workspaces import delete_all_workspaces
 from kaito_gpu_provisioner.testing.e2e import get_json
 from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
 
@@ -178,16 +179,7 @@ def _delete_workspaces_while_the_controllers_run(
     namespace: str, kubectl: Kubectl, controllers: Replicas
 ) -> Iterator[None]:
     yield
-    kubectl(
-        "delete",
-        "workspaces",
-        "--all",
-        "-n",
-        namespace,
-        "--wait=true",
-        "--timeout=90s",
-        check=False,
-    )
+    delete_all_workspaces(kubectl, namespace)
 
 
 def apply_workspace(kubectl: Kubectl, ns: str, file: str, name: str) -> str:

@@ -32,7 +32,12 @@ from kaito_e2e import karpenter
 from kaito_e2e.charts import apply_crds, install_chart, release_kubeconfig
 from kaito_e2e.cluster import HACK_DIR, tools_bin
 from kaito_e2e.kube import wait_until
-from kaito_e2e.workspaces import WorkspaceTimeout, conditions, wait_for_condition
+from kaito_e2e.workspaces import (
+    WorkspaceTimeout,
+    conditions,
+    delete_all_workspaces,
+    wait_for_condition,
+)
 from kaito_gpu_provisioner.testing.e2e import get_json
 from kaito_presets.skus import get_sku
 
@@ -239,16 +244,7 @@ def _delete_workspaces_while_the_controller_runs(
     namespace: str, kubectl: Kubectl, controller: ControllerProcess
 ) -> Iterator[None]:
     yield
-    kubectl(
-        "delete",
-        "workspaces",
-        "--all",
-        "-n",
-        namespace,
-        "--wait=true",
-        "--timeout=90s",
-        check=False,
-    )
+    delete_all_workspaces(kubectl, namespace)
 
 
 def _apply(kubectl: Kubectl, namespace: str, **resource: str) -> str:

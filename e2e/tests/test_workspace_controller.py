@@ -26,6 +26,7 @@ from kaito_controller.naming import nodeclaim_name
 from kaito_controller.testing import ControllerProcess, free_port
 from kaito_e2e.charts import Release, operators_as_processes
 from kaito_e2e.kube import wait_until
+from kaito_e2e.workspaces import delete_all_workspaces
 from kaito_gpu_provisioner.testing.e2e import get_json
 from kaito_gpu_provisioner.testing.runner import ProvisionerProcess
 
@@ -130,19 +131,8 @@ def provisioner(
 def _delete_workspaces_while_the_controller_runs(
     namespace: str, kubectl: Kubectl, controller: ControllerProcess
 ) -> Iterator[None]:
-    """Workspaces carry the controller's finalizer: delete them (and wait) before the module's
-    controller may stop, or the test namespace would stay Terminating."""
     yield
-    kubectl(
-        "delete",
-        "workspaces",
-        "--all",
-        "-n",
-        namespace,
-        "--wait=true",
-        "--timeout=90s",
-        check=False,
-    )
+    delete_all_workspaces(kubectl, namespace)
 
 
 def wait_condition(

@@ -39,6 +39,16 @@ def get_workspace(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]
     return json.loads(out.stdout) if out.returncode == 0 else None
 
 
+def delete_all_workspaces(kubectl: Kubectl, namespace: str, timeout: str = "90s") -> None:
+    """Delete every Workspace of ``namespace`` and wait: they carry the controller's finalizer,
+    so a suite must do this while its controller still runs, or the namespace stays
+    Terminating."""
+    kubectl(
+        "delete", "workspaces", "--all", "-n", namespace, "--wait=true", f"--timeout={timeout}",
+        check=False,
+    )  # fmt: skip
+
+
 def conditions(ws: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """The Workspace's conditions by type (empty before the controller's first pass)."""
     return {c["type"]: c for c in ((ws or {}).get("status") or {}).get("conditions") or ()}
