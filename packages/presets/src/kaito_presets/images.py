@@ -1,7 +1,7 @@
 """The runtime image catalog: which image runs which runtime, and on which GPUs it can.
 
 Why this exists: a plan that names a GPU the image has no kernels for crash-loops on the node
-("no kernel image is available for execution on the device"). CUDA 13 builds (torch 2.14, the
+("no kernel image is available for execution on the device"). CUDA 13 builds (torch 2.13, the
 workspace lock) dropped Volta, so the V100 of the quick start needs another image. What each
 image supports is **measured** from its built environment (``catalog/images.measured.yaml``,
 written by ``runtimes/envs.py write``), never typed by hand; the hand-written half
@@ -129,7 +129,7 @@ class RuntimeImage(BaseModel):
         return not self.missing_kernels(compute_capability, libraries)
 
     def describe(self) -> str:
-        """``kaito-inference (CUDA 13.0; torch 2.14.0+cu130, vllm 0.33.0)``."""
+        """``kaito-inference (CUDA 13.0; torch 2.13.0+cu130, vllm 0.32.0)``."""
         versions = ", ".join(f"{k} {v}" for k, v in self.build.packages.items())
         return f"{self.name} (CUDA {self.build.cuda}; {versions})"
 

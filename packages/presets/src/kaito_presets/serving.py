@@ -3,7 +3,7 @@
 Why: the estimator knows how to split a model over several nodes (vLLM pipeline parallelism),
 but the workload the controller creates does not start vLLM's multi-node launch yet (every
 StatefulSet replica would run the same single-node command; the user guide's "GPU support and
-multi-node inference" says what vLLM 0.33 offers and what is missing). Admission and the
+multi-node inference" says what vLLM 0.32 offers and what is missing). Admission and the
 controller both plan through :func:`plan_inference`, so a Workspace that would need several
 nodes is refused up front, with the multi-node plan it would have had and the instance types
 where it fits on one node, instead of a crash-looping pod.

@@ -206,7 +206,7 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         _with(quickstart_inference, metadata__annotations={"kaito.sh/runtime": "vllm"}),
         "resource.instanceType",
         "phi-3-mini-4k-instruct cannot run on Standard_NC6s_v3 (1 x V100, compute capability "
-        "7.0): vLLM: kaito-inference (CUDA 13.0; torch 2.14.0+cu130, vllm 0.33.0) has no kernels "
+        "7.0): vLLM: kaito-inference (CUDA 13.0; torch 2.13.0+cu130, vllm 0.32.0) has no kernels "
         "for V100 (compute capability 7.0, sm_70)",
     ),
 ]
