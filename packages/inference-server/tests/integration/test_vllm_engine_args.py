@@ -4,7 +4,7 @@ For every catalog preset on every SKU where the plan is vLLM (``kaito_presets.se
 with no adapter, one rank-16 adapter, or adapters of ranks 8 and 64 mounted, this builds the
 server config the controller writes, loads it as the server does (``ServerConfig``) and turns
 it into engine arguments with ``engine_kwargs``. Then ``vllm_arg_check.py`` runs in the
-kaito-inference image's own environment (vLLM 0.33 from uv.lock, synced by runtimes/envs.py into
+kaito-inference image's own environment (vLLM 0.32 from uv.lock, synced by runtimes/envs.py into
 ~/.cache/kaito-runtime-envs) and feeds each set to vLLM's ``AsyncEngineArgs`` and its CLI parser.
 No GPU is needed: nothing is loaded. First run: ~1 GB of vLLM wheels on top of the torch
 `make install` already cached (19 s here); importing vLLM's argument code takes ~25 s.
@@ -12,11 +12,9 @@ No GPU is needed: nothing is loaded. First run: ~1 GB of vLLM wheels on top of t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,20 +26,11 @@ from kaito_presets.server_config import inference_server_config
 from kaito_presets.serving import plan_inference
 from kaito_presets.skus import all_skus
 
-REPO = Path(__file__).resolve().parents[4]
+from . import runtime_envs
+
 CHECKER = Path(__file__).with_name("vllm_arg_check.py")
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _envs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "kaito_runtime_envs", REPO / "runtimes" / "envs.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _adapters(root: Path, ranks: tuple[int, ...]) -> list[Path]:
@@ -90,7 +79,7 @@ def test_plans_engine_arguments_pass_vllms_own_parser(tmp_path: Path) -> None:
     refused = [{"model": "m", "enable_lora": True, "max_lora_rank": 24}, {"model": "m", "nope": 1}]
     (tmp_path / "cases.json").write_text(json.dumps(cases + refused))
 
-    envs = _envs()
+    envs = runtime_envs.envs()
     python = envs.sync(envs.image("kaito-inference"))
     run = subprocess.run(
         [str(python), str(CHECKER), str(tmp_path / "cases.json")],

@@ -140,6 +140,7 @@ class TextGenerationBackend(ABC):
             seed=req.seed,
             stop=tuple(req.stop_list()),
             logprobs=logprobs,
+            stream=req.stream,
         )
 
     @staticmethod

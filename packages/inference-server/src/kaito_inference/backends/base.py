@@ -44,6 +44,8 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     # None: no logprobs; k >= 0: the chosen token's logprob plus the k most likely alternatives.
     logprobs: int | None = None
+    # False: the client reads the whole answer at once, so an engine may hand it over in one piece.
+    stream: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ Status: written against vLLM's documented ``AsyncLLMEngine`` / ``SamplingParams`
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import logging
@@ -38,13 +39,19 @@ from kaito_inference.backends._chat_template import HFTokenizerText, read_templa
 from kaito_inference.backends._textgen import TextGenerationBackend
 from kaito_inference.backends.base import AdapterSpec, SamplingParams, TokenEvent
 from kaito_inference.config import ConfigError, ServerConfig
-from kaito_inference.errors import BackendUnavailable, BadRequest, InvalidAdapter, ModelNotFound
+from kaito_inference.errors import (
+    BackendUnavailable,
+    BadRequest,
+    EngineUnavailable,
+    InvalidAdapter,
+    ModelNotFound,
+)
 from kaito_inference.schemas import ChatCompletionRequest, ModelCard
 from kaito_inference.toolcalls import PARSERS, ParsedOutput, ToolCallParser
 
 logger = logging.getLogger(__name__)
 
-# The values vLLM 0.33 accepts for max_lora_rank (its ``vllm.config.lora.MaxLoRARanks``; the
+# The values vLLM 0.32 accepts for max_lora_rank (its ``vllm.config.lora.MaxLoRARanks``; the
 # integration test compares this tuple with vLLM's own).
 VLLM_LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # max_lora_rank when LoRA is enabled with no adapter to size it from (run-time loading only).
@@ -60,7 +67,10 @@ class VllmEngine(Protocol):
 
     async def abort(self, request_id: str) -> None: ...
 
-    async def get_tokenizer(self) -> Any: ...
+    def get_tokenizer(self) -> Any: ...  # a coroutine function before vLLM 0.11
+
+    @property
+    def errored(self) -> bool: ...
 
     async def add_lora(self, lora_request: Any) -> Any: ...
 
@@ -78,6 +88,7 @@ class VllmApi:
     sampling_params: Any  # SamplingParams
     lora_request: Any  # LoRARequest
     delta_kind: Any  # RequestOutputKind.DELTA
+    final_kind: Any = None  # RequestOutputKind.FINAL_ONLY
     tool_parsers: Any = None  # ToolParserManager, if importable
     reasoning_parsers: Any = None  # ReasoningParserManager, if importable
 
@@ -115,6 +126,7 @@ def _import_vllm() -> VllmApi:
         sampling_params=SamplingParams,
         lora_request=LoRARequest,
         delta_kind=RequestOutputKind.DELTA,
+        final_kind=RequestOutputKind.FINAL_ONLY,
         tool_parsers=_optional(
             "vllm.tool_parsers.ToolParserManager",
             "vllm.entrypoints.openai.tool_parsers.ToolParserManager",
@@ -252,9 +264,23 @@ class VllmBackend(HFTokenizerText, TextGenerationBackend):
         logger.info("starting vLLM engine for %s", self._config.model)
         # Building the engine loads weights for minutes; keep the event loop (liveness) free.
         self._engine = await asyncio.to_thread(api.engine_cls.from_engine_args, args)
-        self._tokenizer = await self._engine.get_tokenizer()
+        tokenizer = self._engine.get_tokenizer()
+        self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
         self._ctx = int(self._max_model_len())
         self._ready = True
+
+    async def ready(self) -> bool:
+        """Loaded and the engine core alive (vLLM marks the client ``errored`` once its engine
+        process is gone; liveness then fails and Kubernetes restarts the container)."""
+        return self._ready and not self._engine_dead()
+
+    def _check_ready(self) -> None:
+        super()._check_ready()
+        if self._engine_dead():
+            raise EngineUnavailable("the vLLM engine died; the server is restarting")
+
+    def _engine_dead(self) -> bool:
+        return self._engine is not None and bool(getattr(self._engine, "errored", False))
 
     def _max_model_len(self) -> int:
         model_config = getattr(self._engine, "model_config", None)
@@ -309,7 +335,13 @@ class VllmBackend(HFTokenizerText, TextGenerationBackend):
             seed=params.seed,
             stop=list(params.stop) or None,
             logprobs=params.logprobs,
-            output_kind=self._api.delta_kind,
+            # Streams take each step's new tokens; a whole answer comes in one output, as vLLM's
+            # own server asks for it: per-step wake-ups of this process cost the engine CPU.
+            output_kind=(
+                self._api.delta_kind
+                if params.stream or self._api.final_kind is None
+                else self._api.final_kind
+            ),
             skip_special_tokens=True,
         )
 
@@ -364,8 +396,13 @@ class VllmBackend(HFTokenizerText, TextGenerationBackend):
                     if events:
                         yield events
                 finished = bool(out.finished)
+        except Exception as err:
+            if self._engine_dead():  # vLLM's EngineDeadError and what it wraps
+                finished = True  # nothing left to abort
+                raise EngineUnavailable(f"the vLLM engine died: {err}") from err
+            raise
         finally:
-            if not finished:
+            if not finished and not self._engine_dead():
                 await self._engine.abort(request_id)
 
     async def load_adapter(self, spec: AdapterSpec) -> None:

@@ -56,6 +56,12 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
+# Attention heads of the tiny model, and head sizes: the smallest (hidden size 64), and the one
+# vLLM's CPU attention accepts ("Unsupported CPU attention configuration: head_dim=16" below 32).
+_HEADS = 4
+DEFAULT_HEAD_DIM = 16
+VLLM_HEAD_DIM = 64
+
 DEFAULT_TARGET_MODULES: tuple[str, ...] = ("qkv_proj", "o_proj")
 
 
@@ -87,8 +93,12 @@ def _train_tokenizer(out_dir: Path) -> None:
     fast.save_pretrained(str(out_dir))
 
 
-def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
+def build_tiny_model(out_dir: Path, *, seed: int = 0, head_dim: int = DEFAULT_HEAD_DIM) -> Path:
     """Write a tiny random ``Phi3ForCausalLM`` plus tokenizer to ``out_dir`` and return it.
+
+    ``head_dim`` sets the attention head size (4 heads, so the hidden size is ``4 * head_dim``):
+    the default keeps the model as small as transformers allows; vLLM's CPU attention kernels
+    need 32 or more (:data:`VLLM_HEAD_DIM`).
 
     The directory loads offline with ``AutoModelForCausalLM.from_pretrained(out_dir)`` and
     ``AutoTokenizer.from_pretrained(out_dir)``. Generation stops at ``<|end|>`` or
@@ -104,11 +114,11 @@ def build_tiny_model(out_dir: Path, *, seed: int = 0) -> Path:
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     config = Phi3Config(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=_HEADS * head_dim,
+        intermediate_size=2 * _HEADS * head_dim,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        num_attention_heads=_HEADS,
+        num_key_value_heads=_HEADS,
         max_position_embeddings=1024,
         original_max_position_embeddings=1024,
         bos_token_id=ids["<s>"],
