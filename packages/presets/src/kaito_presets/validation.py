@@ -46,6 +46,7 @@ from kaito_api.v1beta1 import Workspace
 from kaito_api.validation import FieldError, check_workspace_static
 
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
+from kaito_presets.partition import PartitionProblem, mig_profile
 from kaito_presets.presets import Preset, Runtime, find_preset, get_preset
 from kaito_presets.serving import MultiNodeNotSupported, plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
@@ -123,6 +124,7 @@ def catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -
         runtime = None
     sku = _sku(ws, nap_enabled, errors, creating=old is None)
     preset = _preset(ws, errors)
+    errors.extend(_partition_errors(ws, preset, nap_enabled, creating=old is None))
     if preset is None:
         return errors
     if ws.inference is not None:
@@ -212,6 +214,42 @@ def _sku(
         )
         return None
     return sku
+
+
+def _partition_errors(
+    ws: Workspace, preset: Preset | None, nap_enabled: bool, *, creating: bool
+) -> list[FieldError]:
+    """``resource.partition``, as KAITO checks it: your own nodes only, a real MIG profile, and
+    the model's weights within the slice (the controller checks the rest against the nodes'
+    GPU labels: the profile on that GPU, ``count`` within the node's GPUs)."""
+    partition = ws.resource.partition
+    if partition is None or ws.tuning is not None:  # tuning: refused by the API rules
+        return []
+    if nap_enabled and creating:
+        return [
+            FieldError(
+                "resource.partition",
+                "GPU partitioning is only supported with your own nodes (node auto-provisioning "
+                "disabled): remove resource.partition, or disable auto-provisioning and select "
+                "MIG-enabled or multi-GPU nodes with resource.labelSelector",
+            )
+        ]
+    if partition.mode != "mig" or partition.profile is None:
+        return []
+    try:
+        profile = mig_profile(partition.profile)
+    except PartitionProblem as err:
+        return [FieldError(err.field, err.message)]
+    if preset is None or _bypassed(ws) or preset.weights_gib <= profile.memory_gib:
+        return []
+    return [
+        FieldError(
+            "resource.partition.profile",
+            f"model {preset.name} requires at least {preset.weights_gib:.1f} GiB for weights, "
+            f"which exceeds the {profile.name} MIG slice capacity of {profile.memory_gib:.0f} "
+            "GiB; choose a larger profile",
+        )
+    ]
 
 
 def _preset(ws: Workspace, errors: list[FieldError]) -> Preset | None:

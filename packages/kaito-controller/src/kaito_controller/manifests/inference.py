@@ -71,6 +71,8 @@ class InferenceParams:
     node_count: int
     gpus_per_node: int
     server_config: Mapping[str, Any]
+    # nvidia.com/gpu, or nvidia.com/mig-<profile> for a MIG partition.
+    gpu_resource: str = GPU_RESOURCE_NAME
     node_affinity: Sequence[Mapping[str, Any]] = ()
     adapters: tuple[AdapterParams, ...] = ()
     model_access_secret: str | None = None
@@ -249,7 +251,10 @@ def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str)
             {"name": "http", "containerPort": SERVER_PORT},
             {"name": "torch", "containerPort": TORCH_PORT},
         ],
-        "resources": {"requests": {GPU_RESOURCE_NAME: gpus}, "limits": {GPU_RESOURCE_NAME: gpus}},
+        "resources": {
+            "requests": {params.gpu_resource: gpus},
+            "limits": {params.gpu_resource: gpus},
+        },
         # A crash's last log lines become the termination message the Workspace quotes.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         **_probes(params),

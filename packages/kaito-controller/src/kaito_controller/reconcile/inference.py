@@ -261,6 +261,7 @@ def plan_inference(
         image_pull_policy=settings.image_pull_policy,
         node_count=node_count,
         gpus_per_node=sizing.gpus_per_node,
+        gpu_resource=sizing.gpu_resource,
         server_config=server_config(
             sizing,
             backend,
