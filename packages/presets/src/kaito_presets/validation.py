@@ -13,9 +13,10 @@ Rules that differ from KAITO on purpose:
   NAP + vLLM, and lets any unknown ``Standard_N*`` name through to fail later in the estimator),
   and against the runtime images: a GPU no image has kernels for (P100, K80; vLLM forced on a
   V100) is refused on ``resource.instanceType`` with the missing kernels named.
-* A preset that fits the instance type only on several nodes is refused with the plan it would
-  need (multi-node inference is not supported yet, ``kaito_presets.serving``); KAITO accepts it
-  and starts a Ray cluster.
+* A preset that fits the instance type only on several nodes is served by vLLM over them
+  (``kaito_presets.serving``), as KAITO does, but without Ray: vLLM's own multi-node launch.
+  LoRA adapters on such a Workspace are refused (``inference.adapters``): the headless workers
+  would have to be started with the adapters' LoRA sizing, which they are not yet.
 * ``strength`` is accepted under vLLM too (KAITO refuses any strength there): the inference
   server scales the adapter's ``lora_B`` weights into a copy before registering it.
 * Tuning support and tuning memory are checked (KAITO checks neither).
@@ -361,7 +362,7 @@ def _fit_errors(
     if runtime is not None and runtime not in preset.runtimes:
         return []  # already reported on the annotation
     try:
-        plan_inference(preset, sku, runtime=runtime)
+        plan = plan_inference(preset, sku, runtime=runtime)
     except MultiNodeNotSupported as err:
         message = str(err)
         if ws.resource.count not in (None, 1):
@@ -369,7 +370,16 @@ def _fit_errors(
                 f"; resource.count: {ws.resource.count} (deprecated) does not change that, and "
                 "the node count comes from the estimator"
             )
-        return [FieldError(_INSTANCE_TYPE, message)]
+        return [FieldError(_RUNTIME_FIELD, message)]
     except DoesNotFit as err:
         return [FieldError(_INSTANCE_TYPE, str(err))]
+    if plan.node_count > 1 and ws.inference is not None and ws.inference.adapters:
+        return [
+            FieldError(
+                "inference.adapters",
+                f"{preset.name} needs {plan.node_count} nodes of {sku.name}, and adapters are "
+                "not supported with multi-node inference yet: remove them, or choose an "
+                "instance type where the model fits one node",
+            )
+        ]
     return []
