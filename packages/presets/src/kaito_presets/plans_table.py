@@ -142,8 +142,17 @@ def _catalog_row(preset: Preset) -> str:
         f"{preset.context_length} | {_kv(preset)} | {', '.join(preset.runtimes)} | "
         f"{', '.join(preset.tuning_methods) or '-'} | {'yes' if preset.supports_lora else '-'} | "
         f"{parsers or '-'} | {preset.license or '-'} | "
-        f"{'yes' if preset.needs_access_token else ''} |"
+        f"{'yes' if preset.needs_access_token else ''} | {_checked(preset)} |"
     )
+
+
+def _checked(preset: Preset) -> str:
+    """Whether the geometry was checked against a published config (models.yaml
+    ``config_checked``): all of it, part of it, or not this round."""
+    note = preset.config_checked
+    if not note:
+        return ""
+    return "yes" if note.startswith("all ") else "partly"
 
 
 def render_catalog() -> str:
@@ -155,8 +164,8 @@ def render_catalog() -> str:
             "",
             "| preset | also accepted as | params (B) | weights GiB | ctx | KV cache: layers x "
             "KV heads x head dim | runtimes | tuning | LoRA (vLLM) | tool / reasoning parser | "
-            "licence | gated |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "licence | gated | config checked |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *(_catalog_row(p) for p in all_presets()),
             "",
             CATALOG_END,
