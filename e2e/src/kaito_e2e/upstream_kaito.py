@@ -53,21 +53,6 @@ class Difference:
 
 # KAITO admits these; we refuse them, naming the field.
 DIFFERENCES: dict[str, Difference] = {
-    "16-byo-accelerator-partition-llama-3.1-8b.yaml": Difference(
-        "resource.partition", "gap", "GPU partitioning (resource.partition) is not supported"
-    ),
-    "58-docs-mig-partition-phi-4-mini.yaml": Difference(
-        "resource.partition", "gap", "MIG partitions (resource.partition) are not supported"
-    ),
-    "18-deepseek-r1-0528-6-nodes.yaml": Difference(
-        "resource.instanceType", "gap", "needs 4 nodes of NC80adis_H100_v5: no multi-node yet"
-    ),
-    "21-deepseek-v3-0324-6-nodes.yaml": Difference(
-        "resource.instanceType", "gap", "needs 4 nodes of NC80adis_H100_v5: no multi-node yet"
-    ),
-    "33-mistral-large-3-675b-6-nodes.yaml": Difference(
-        "resource.instanceType", "gap", "needs 4 nodes of NC80adis_H100_v5: no multi-node yet"
-    ),
     "52-docs-lora-phi-3-adapter-transformers.yaml": Difference(
         "inference.adapters[0].source.image",
         "deliberate",

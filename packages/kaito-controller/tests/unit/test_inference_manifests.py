@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -18,6 +19,7 @@ from kaito_controller.manifests.inference import (
     build_inference_workload,
     build_services,
     config_hash,
+    distributed_engine_args,
     render_server_config,
 )
 from kaito_controller.reconcile.inference import ConfigProblem, server_config, translate_user_config
@@ -70,6 +72,111 @@ def test_several_nodes_are_a_statefulset_with_a_headless_service() -> None:
         (80, 5000),
         (29500, 29500),
     ]
+
+
+def _distributed(n: int = 4) -> InferenceParams:
+    config = {
+        "backend": "vllm",
+        "model": "deepseek-ai/DeepSeek-R1-0528",
+        "dtype": "bfloat16",
+        "max_model_len": 76800,
+        "tensor_parallel_size": 2,
+        "gpu_memory_utilization": 0.9,
+        "vllm_engine_args": {
+            "pipeline_parallel_size": n,
+            "nnodes": n,
+            "distributed_executor_backend": "mp",
+            "enable_lora": False,
+            **distributed_engine_args(WS),
+        },
+    }
+    return params(
+        model="deepseek-ai/DeepSeek-R1-0528", node_count=n, gpus_per_node=2, server_config=config
+    )
+
+
+def test_several_nodes_run_a_leader_server_and_headless_vllm_workers() -> None:
+    sts = build_inference_workload(WS, _distributed(), "h1")
+    assert sts["kind"] == "StatefulSet" and sts["spec"]["replicas"] == 4
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert c["command"][:2] == ["sh", "-c"] and c["args"] == []
+    index = next(e for e in c["env"] if e["name"] == "POD_INDEX")
+    assert index["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    leader_cmd, worker_cmd = _branches(c["command"][2])
+    assert leader_cmd[:2] == ["kaito-inference", "serve"]
+    assert "--config" in leader_cmd  # the leader reads nnodes/node_rank 0/master_addr there
+    assert worker_cmd[:4] == ["vllm", "serve", "deepseek-ai/DeepSeek-R1-0528", "--headless"]
+    flags = _flags(worker_cmd)
+    assert flags["--tensor-parallel-size"] == "2" and flags["--pipeline-parallel-size"] == "4"
+    assert flags["--nnodes"] == "4" and flags["--master-port"] == "29501"
+    assert flags["--master-addr"] == "ws-0.ws-headless.ns.svc.cluster.local"
+    assert flags["--distributed-executor-backend"] == "mp"
+    assert "--no-enable-lora" in flags
+    assert worker_cmd[-2:] == ["--node-rank", "$POD_INDEX"]
+    assert "--node-rank" not in worker_cmd[:-2]  # node_rank 0 is the leader's alone
+    assert {"name": "dist", "containerPort": 29501} in c["ports"]
+    # Probes: exec, the leader asking itself and a worker asking the leader.
+    for probe, path in (("startupProbe", "/health"), ("readinessProbe", "/health")):
+        script = c[probe]["exec"]["command"][2]
+        assert "h=127.0.0.1; else h=ws-0.ws-headless.ns.svc.cluster.local" in script
+        assert script.endswith(f'"http://$h:5000{path}"')
+    assert c["livenessProbe"]["exec"]["command"][2].endswith('"http://$h:5000/health/live"')
+    main, headless = build_services(WS, _distributed())
+    assert main["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "ws-0"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert {p["port"] for p in headless["spec"]["ports"]} == {29500, 29501}
+
+
+def _branches(script: str) -> tuple[list[str], list[str]]:
+    """The leader's and the workers' commands of the distributed shell script."""
+    head, _, rest = script.partition("; then exec ")
+    assert head == 'if [ "${POD_INDEX:-0}" = 0 ]'
+    leader, _, worker = rest.partition("; else exec ")
+    return shlex.split(leader), shlex.split(worker.removesuffix("; fi"))
+
+
+def _flags(args: list[str]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for i, arg in enumerate(args):
+        if arg.startswith("--"):
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            out[arg] = None if nxt is None or nxt.startswith("--") else nxt
+    return out
+
+
+def test_the_distributed_script_runs_the_right_branch(tmp_path: Path) -> None:
+    sts = build_inference_workload(WS, _distributed(2), "h1")
+    script = sts["spec"]["template"]["spec"]["containers"][0]["command"][2]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("kaito-inference", "vllm"):
+        exe = bin_dir / tool
+        exe.write_text(f'#!/bin/sh\necho {tool} "$@"\n')
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    sh = shutil.which("sh")
+    assert sh is not None
+    leader = subprocess.run(
+        [sh, "-c", script],
+        env={**env, "POD_INDEX": "0"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    worker = subprocess.run(
+        [sh, "-c", script],
+        env={**env, "POD_INDEX": "1"},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert leader.startswith("kaito-inference serve --config")
+    assert worker.startswith("vllm serve deepseek-ai/DeepSeek-R1-0528 --headless")
+    assert worker.rstrip().endswith("--node-rank 1")
 
 
 def test_adapters_become_init_containers_and_mounts() -> None:

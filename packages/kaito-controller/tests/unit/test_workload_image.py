@@ -51,8 +51,7 @@ def test_catalog_sizes_carry_the_image_or_refuse_the_gpu() -> None:
         )
     assert info.value.field == "resource.instanceType"
     assert "has no kernels for P100 (compute capability 6.0, sm_60)" in info.value.message
-    with pytest.raises(SpecError) as info:
-        catalog.size_inference(
-            preset="llama-3.1-8b-instruct", instance_type="Standard_NC4as_T4_v3", **kw
-        )
-    assert "multi-node inference is not supported yet" in info.value.message
+    multi = catalog.size_inference(
+        preset="llama-3.1-8b-instruct", instance_type="Standard_NC4as_T4_v3", **kw
+    )
+    assert (multi.node_count, multi.gpus_per_node, multi.image) == (2, 1, "kaito-inference")

@@ -20,7 +20,7 @@ from kaito_presets.errors import DoesNotFit
 from kaito_presets.estimator import GpuPlan
 from kaito_presets.images import RuntimeImage, all_images
 from kaito_presets.presets import Preset, all_presets
-from kaito_presets.serving import MultiNodeNotSupported, plan_inference
+from kaito_presets.serving import plan_inference
 from kaito_presets.skus import GpuSku, all_skus
 
 __all__ = [
@@ -55,14 +55,7 @@ def _served(plan: GpuPlan) -> str:
 
 
 def _refused(preset: Preset, sku: GpuSku, err: DoesNotFit) -> str:
-    if isinstance(err, MultiNodeNotSupported):
-        multi = err.multi_node_plan
-        why = (
-            f"needs {multi.node_count} nodes ({multi.runtime}, {multi.pipeline_parallel_size} "
-            "pipeline stages); multi-node inference is not supported yet"
-        )
-        nodes = f"({multi.node_count})"
-    elif not err.gpu_unsupported and err.required_gib:
+    if not err.gpu_unsupported and err.required_gib:
         why = (
             f"does not fit: {err.required_gib:.1f} GiB on one GPU vs {gpu_budget_gib(sku):.1f} "
             f"usable; {'; '.join(err.reasons)}"
@@ -108,8 +101,9 @@ def render() -> str:
         *(_image_row(image) for image in all_images()),
         "",
         "Every preset on every SKU in the catalog, as admission and the controller plan it "
-        "(`kaito_presets.serving.plan_inference`: the estimator's plan on one node, in the first "
-        "image whose measured kernels cover the GPU). GPUs: what each pod requests; max context: "
+        "(`kaito_presets.serving.plan_inference`: the estimator's plan on one node, else vLLM "
+        "over several nodes, in the first image whose measured kernels cover the GPU). GPUs: "
+        "what each pod requests; max context: "
         "`max_model_len` at the default 4096-token sizing. Retired SKUs are listed for old "
         "Workspaces and refused for new ones at admission.",
         "",
@@ -148,8 +142,17 @@ def _catalog_row(preset: Preset) -> str:
         f"{preset.context_length} | {_kv(preset)} | {', '.join(preset.runtimes)} | "
         f"{', '.join(preset.tuning_methods) or '-'} | {'yes' if preset.supports_lora else '-'} | "
         f"{parsers or '-'} | {preset.license or '-'} | "
-        f"{'yes' if preset.needs_access_token else ''} |"
+        f"{'yes' if preset.needs_access_token else ''} | {_checked(preset)} |"
     )
+
+
+def _checked(preset: Preset) -> str:
+    """Whether the geometry was checked against a published config (models.yaml
+    ``config_checked``): all of it, part of it, or not this round."""
+    note = preset.config_checked
+    if not note:
+        return ""
+    return "yes" if note.startswith("all ") else "partly"
 
 
 def render_catalog() -> str:
@@ -161,8 +164,8 @@ def render_catalog() -> str:
             "",
             "| preset | also accepted as | params (B) | weights GiB | ctx | KV cache: layers x "
             "KV heads x head dim | runtimes | tuning | LoRA (vLLM) | tool / reasoning parser | "
-            "licence | gated |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "licence | gated | config checked |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *(_catalog_row(p) for p in all_presets()),
             "",
             CATALOG_END,

@@ -115,6 +115,14 @@ class Preset(BaseModel):
         default=None, description="The model card's licence (Hugging Face licence id)."
     )
     trust_remote_code: bool = False
+    config_checked: str | None = Field(
+        default=None,
+        description=(
+            "Which geometry fields (vocab_size, hidden_size, num_layers, num_kv_heads, head_dim, "
+            "MLA ranks) were checked against a published config.json or model card, and where; "
+            "None: not checked beyond the catalog's own source."
+        ),
+    )
     vllm: VllmArgs = VllmArgs()
 
     @model_validator(mode="after")

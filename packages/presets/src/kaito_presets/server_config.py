@@ -7,9 +7,11 @@ one GPU). Building the keys here keeps that coupling in the package that owns th
 Keys are those of ``kaito_inference.config.ServerConfig`` (see packages/inference-server/README.md);
 vLLM engine arguments the server has no key for go under ``vllm_engine_args``. LoRA is left to
 the server (on when adapters are mounted, sized from them) except for presets vLLM has no LoRA
-layers for, which get ``enable_lora: false``. Plans are single-node (``kaito_presets.serving``),
-so no distributed executor is named: vLLM runs pipeline stages on one node with its own
-multiprocessing workers. For the transformers backend, which decodes concurrent requests in
+layers for, which get ``enable_lora: false``. A multi-node plan (``kaito_presets.serving``)
+adds vLLM's multi-node keys: ``nnodes`` and the multiprocessing executor (``mp``; no Ray), LoRA
+off (the headless workers are not sized for adapters); the controller adds where the leader is
+(``master_addr``, ``master_port``, ``node_rank: 0``), which only it knows. For the transformers
+backend, which decodes concurrent requests in
 one batch whose KV cache grows with every sequence, ``max_concurrency`` is as many full-length
 sequences as the memory left after the weights holds (at most ``TRANSFORMERS_MAX_BATCH``).
 """
@@ -75,10 +77,10 @@ def inference_server_config(
     if plan.data_parallel_size > 1:
         engine["data_parallel_size"] = plan.data_parallel_size
     if plan.node_count > 1:
-        raise ValueError(
-            f"{plan.preset}: a {plan.node_count}-node plan cannot be served yet; plan with "
-            "kaito_presets.serving.plan_inference"
-        )
+        engine["nnodes"] = plan.node_count
+        engine["distributed_executor_backend"] = "mp"
+        engine["enable_lora"] = False
+        cfg["allow_runtime_lora"] = False
     if not preset.supports_lora:
         engine["enable_lora"] = False
     for key in ("tokenizer_mode", "config_format", "load_format"):

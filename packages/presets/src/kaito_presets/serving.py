@@ -1,12 +1,13 @@
-"""What this release can actually serve: the estimator's plan, limited to one node.
+"""What this release serves: the estimator's plan on one node, else a vLLM plan over several.
 
-Why: the estimator knows how to split a model over several nodes (vLLM pipeline parallelism),
-but the workload the controller creates does not start vLLM's multi-node launch yet (every
-StatefulSet replica would run the same single-node command; the user guide's "GPU support and
-multi-node inference" says what vLLM 0.32 offers and what is missing). Admission and the
-controller both plan through :func:`plan_inference`, so a Workspace that would need several
-nodes is refused up front, with the multi-node plan it would have had and the instance types
-where it fits on one node, instead of a crash-looping pod.
+Why: admission and the controller must agree on the plan, so both call :func:`plan_inference`.
+One node is preferred whatever the runtime (a pipeline over several VMs is slower and more
+fragile than one node, and every single-node plan stays what it was); only when nothing fits
+one node does it plan vLLM over up to ``SERVING_MAX_NODES`` nodes (pipeline parallel over the
+nodes, tensor parallel over each node's GPUs), which the controller runs as a StatefulSet with a
+leader and headless vLLM workers (``kaito_controller.manifests.inference``). The transformers
+runtime has no multi-node launch, as in KAITO: forced on a model that only fits several nodes,
+it is refused on the ``kaito.sh/runtime`` annotation with the vLLM plan it would get instead.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from kaito_presets.skus import GpuSku
 
 __all__ = ["SERVING_MAX_NODES", "MultiNodeNotSupported", "plan_inference"]
 
-# One node until the StatefulSet runs vLLM's multi-node launch (--nnodes/--node-rank/--headless).
-SERVING_MAX_NODES = 1
+SERVING_MAX_NODES = DEFAULT_MAX_NODES
 
 
 class MultiNodeNotSupported(DoesNotFit):
-    """The preset fits the SKU only on several nodes, which this release cannot run.
+    """The preset fits the SKU only on several nodes, and the forced runtime (transformers)
+    serves on one.
 
     Attributes:
-        multi_node_plan: the plan the estimator would make with several nodes.
+        multi_node_plan: the vLLM plan over several nodes it would get without the annotation.
     """
 
     def __init__(self, message: str, *, multi_node_plan: GpuPlan, single: DoesNotFit) -> None:
@@ -47,37 +48,37 @@ def plan_inference(
     *,
     runtime: Runtime | None = None,
     context_length: int | None = None,
+    max_nodes: int = SERVING_MAX_NODES,
 ) -> GpuPlan:
-    """The estimator's plan for serving ``preset`` on ``sku``, on one node.
+    """The plan for serving ``preset`` on ``sku``: one node if anything fits one, else vLLM
+    over at most ``max_nodes`` nodes.
 
     Raises:
-        MultiNodeNotSupported: only a multi-node plan fits.
+        MultiNodeNotSupported: transformers is forced and only a multi-node plan fits.
         DoesNotFit: nothing fits (or no image runs on the GPU).
     """
     try:
-        return estimate(
-            preset, sku, runtime=runtime, context_length=context_length, max_nodes=SERVING_MAX_NODES
-        )
+        return estimate(preset, sku, runtime=runtime, context_length=context_length, max_nodes=1)
     except DoesNotFit as single:
+        if max_nodes <= 1 or runtime not in (None, "vllm", "transformers"):
+            raise
         try:
             multi = estimate(
-                preset,
-                sku,
-                runtime=runtime,
-                context_length=context_length,
-                max_nodes=DEFAULT_MAX_NODES,
+                preset, sku, runtime="vllm", context_length=context_length, max_nodes=max_nodes
             )
         except DoesNotFit:
             raise single from None
-        raise MultiNodeNotSupported(
-            _message(preset, sku, multi, single), multi_node_plan=multi, single=single
-        ) from single
+        if runtime == "transformers":
+            raise MultiNodeNotSupported(
+                _message(preset, sku, multi, single), multi_node_plan=multi, single=single
+            ) from single
+        return multi
 
 
 def _message(preset: Preset, sku: GpuSku, multi: GpuPlan, single: DoesNotFit) -> str:
     layout = (
-        f"{multi.node_count} nodes of {sku.name} ({multi.runtime} {multi.dtype}, pipeline "
-        f"parallel {multi.pipeline_parallel_size} x tensor parallel {multi.tensor_parallel_size})"
+        f"{multi.node_count} nodes of {sku.name} (vllm {multi.dtype}, pipeline parallel "
+        f"{multi.pipeline_parallel_size} x tensor parallel {multi.tensor_parallel_size})"
     )
     fits = (
         f"instance types where it fits on one node: {', '.join(single.suggestions)}"
@@ -85,6 +86,8 @@ def _message(preset: Preset, sku: GpuSku, multi: GpuPlan, single: DoesNotFit) ->
         else "no instance type fits it on one node"
     )
     return (
-        f"{preset.name} fits {sku.name} only on {layout}, and multi-node inference is not "
-        f"supported yet (the user guide's 'GPU support and multi-node inference' says why); {fits}"
+        f"multi-node distributed inference is not supported with the transformers runtime: "
+        f"{preset.name} fits {sku.name} only on {layout}; remove the annotation to serve it with "
+        f"vLLM on {multi.node_count} nodes, or choose an instance type where it fits one node "
+        f"({fits})"
     )

@@ -13,9 +13,10 @@ Rules that differ from KAITO on purpose:
   NAP + vLLM, and lets any unknown ``Standard_N*`` name through to fail later in the estimator),
   and against the runtime images: a GPU no image has kernels for (P100, K80; vLLM forced on a
   V100) is refused on ``resource.instanceType`` with the missing kernels named.
-* A preset that fits the instance type only on several nodes is refused with the plan it would
-  need (multi-node inference is not supported yet, ``kaito_presets.serving``); KAITO accepts it
-  and starts a Ray cluster.
+* A preset that fits the instance type only on several nodes is served by vLLM over them
+  (``kaito_presets.serving``), as KAITO does, but without Ray: vLLM's own multi-node launch.
+  LoRA adapters on such a Workspace are refused (``inference.adapters``): the headless workers
+  would have to be started with the adapters' LoRA sizing, which they are not yet.
 * ``strength`` is accepted under vLLM too (KAITO refuses any strength there): the inference
   server scales the adapter's ``lora_B`` weights into a copy before registering it.
 * Tuning support and tuning memory are checked (KAITO checks neither).
@@ -46,6 +47,7 @@ from kaito_api.v1beta1 import Workspace
 from kaito_api.validation import FieldError, check_workspace_static
 
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
+from kaito_presets.partition import PartitionProblem, mig_profile
 from kaito_presets.presets import Preset, Runtime, find_preset, get_preset
 from kaito_presets.serving import MultiNodeNotSupported, plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
@@ -123,6 +125,7 @@ def catalog_errors(ws: Workspace, old: Workspace | None, *, nap_enabled: bool) -
         runtime = None
     sku = _sku(ws, nap_enabled, errors, creating=old is None)
     preset = _preset(ws, errors)
+    errors.extend(_partition_errors(ws, preset, nap_enabled, creating=old is None))
     if preset is None:
         return errors
     if ws.inference is not None:
@@ -212,6 +215,42 @@ def _sku(
         )
         return None
     return sku
+
+
+def _partition_errors(
+    ws: Workspace, preset: Preset | None, nap_enabled: bool, *, creating: bool
+) -> list[FieldError]:
+    """``resource.partition``, as KAITO checks it: your own nodes only, a real MIG profile, and
+    the model's weights within the slice (the controller checks the rest against the nodes'
+    GPU labels: the profile on that GPU, ``count`` within the node's GPUs)."""
+    partition = ws.resource.partition
+    if partition is None or ws.tuning is not None:  # tuning: refused by the API rules
+        return []
+    if nap_enabled and creating:
+        return [
+            FieldError(
+                "resource.partition",
+                "GPU partitioning is only supported with your own nodes (node auto-provisioning "
+                "disabled): remove resource.partition, or disable auto-provisioning and select "
+                "MIG-enabled or multi-GPU nodes with resource.labelSelector",
+            )
+        ]
+    if partition.mode != "mig" or partition.profile is None:
+        return []
+    try:
+        profile = mig_profile(partition.profile)
+    except PartitionProblem as err:
+        return [FieldError(err.field, err.message)]
+    if preset is None or _bypassed(ws) or preset.weights_gib <= profile.memory_gib:
+        return []
+    return [
+        FieldError(
+            "resource.partition.profile",
+            f"model {preset.name} requires at least {preset.weights_gib:.1f} GiB for weights, "
+            f"which exceeds the {profile.name} MIG slice capacity of {profile.memory_gib:.0f} "
+            "GiB; choose a larger profile",
+        )
+    ]
 
 
 def _preset(ws: Workspace, errors: list[FieldError]) -> Preset | None:
@@ -323,7 +362,7 @@ def _fit_errors(
     if runtime is not None and runtime not in preset.runtimes:
         return []  # already reported on the annotation
     try:
-        plan_inference(preset, sku, runtime=runtime)
+        plan = plan_inference(preset, sku, runtime=runtime)
     except MultiNodeNotSupported as err:
         message = str(err)
         if ws.resource.count not in (None, 1):
@@ -331,7 +370,16 @@ def _fit_errors(
                 f"; resource.count: {ws.resource.count} (deprecated) does not change that, and "
                 "the node count comes from the estimator"
             )
-        return [FieldError(_INSTANCE_TYPE, message)]
+        return [FieldError(_RUNTIME_FIELD, message)]
     except DoesNotFit as err:
         return [FieldError(_INSTANCE_TYPE, str(err))]
+    if plan.node_count > 1 and ws.inference is not None and ws.inference.adapters:
+        return [
+            FieldError(
+                "inference.adapters",
+                f"{preset.name} needs {plan.node_count} nodes of {sku.name}, and adapters are "
+                "not supported with multi-node inference yet: remove them, or choose an "
+                "instance type where the model fits one node",
+            )
+        ]
     return []

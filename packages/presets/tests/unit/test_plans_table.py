@@ -32,10 +32,8 @@ def test_rows_say_what_runs_and_why(table: str) -> None:
         "| Standard_NC6s_v3 | 1 x V100 | transformers | kaito-inference-cu12 | float16 | 1 | 1 | "
         "4096 | vLLM: kaito-inference (CUDA 13.0;"
     )
-    assert (
-        "| Standard_NC4as_T4_v3 | 1 x T4 | refused | - | - | - | (2) | - | needs 2 nodes (vllm, 2 "
-        "pipeline stages); multi-node inference is not supported yet |" in table
-    )
+    # Two one-T4 nodes hold llama-3.1-8b (a pipeline stage each).
+    assert "| Standard_NC4as_T4_v3 | 1 x T4 | vllm | kaito-inference | float16 | 1 | 2 |" in table
     assert "<b>gpt-oss-20b</b>" in table
 
 

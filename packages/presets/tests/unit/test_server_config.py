@@ -70,14 +70,19 @@ def test_pipeline_data_parallel_and_parsers_are_passed() -> None:
     assert cfg["chat_template"] == "/templates/tool_chat_template_llama3.1_json.jinja"
 
 
-def test_multi_node_plans_are_not_turned_into_a_config() -> None:
-    # Two one-T4 nodes hold llama-3.1-8b, but no workload runs vLLM across nodes yet: building a
-    # config for that plan is a programming error (kaito_presets.serving refuses it earlier).
+def test_multi_node_plans_get_vllms_multi_node_keys() -> None:
+    # Two one-T4 nodes hold llama-3.1-8b: one pipeline stage per node, mp executor, no LoRA.
     llama = get_preset("llama-3.1-8b-instruct")
     plan = estimate(llama, "Standard_NC4as_T4_v3")
     assert plan.node_count == 2
-    with pytest.raises(ValueError, match="2-node plan cannot be served yet"):
-        inference_server_config(llama, plan)
+    cfg = inference_server_config(llama, plan)
+    assert cfg["tensor_parallel_size"] == 1 and cfg["allow_runtime_lora"] is False
+    assert cfg["vllm_engine_args"] == {
+        "pipeline_parallel_size": 2,
+        "nnodes": 2,
+        "distributed_executor_backend": "mp",
+        "enable_lora": False,
+    }
 
 
 def test_mistral_formats_and_transformers_keys() -> None:

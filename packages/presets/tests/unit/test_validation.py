@@ -127,9 +127,10 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
             resource__instanceType="Standard_NC4as_T4_v3",
             metadata__annotations={"kaito.sh/runtime": "transformers"},
         ),
-        "resource.instanceType",
-        # 61.03 + 2.3 + 4096 * 262144 B (1 GiB) = 64.33 needed, T4 has 15.0 GiB (13.5 usable)
-        "needs 64.3 GiB",
+        # vLLM would serve it over several T4 nodes; transformers runs on one (as KAITO says).
+        "metadata.annotations[kaito.sh/runtime]",
+        "multi-node distributed inference is not supported with the transformers runtime: "
+        "qwen2.5-coder-32b-instruct fits Standard_NC4as_T4_v3 only on",
     ),
     (
         "gpt-oss-on-t4",
@@ -189,17 +190,6 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
         _with(quickstart_tuning, resource__instanceType="Standard_NC6s_v2"),
         "resource.instanceType",
         "retired",
-    ),
-    (
-        "multi-node-plan",
-        _with(
-            quickstart_inference,
-            inference__preset__name="phi-3-medium-4k-instruct",
-            resource__instanceType="Standard_NC4as_T4_v3",
-        ),
-        "resource.instanceType",
-        "fits Standard_NC4as_T4_v3 only on 3 nodes of Standard_NC4as_T4_v3 (vllm float16, "
-        "pipeline parallel 3 x tensor parallel 1), and multi-node inference is not supported yet",
     ),
     (
         "vllm-forced-on-v100",
@@ -294,14 +284,33 @@ def test_deprecated_count_is_admitted_with_a_warning_and_named_when_multi_node()
     assert validate_workspace(ws) == []
     (warning,) = catalog_warnings(parse_workspace(ws))
     assert warning.field == "resource.count" and "deprecated" in warning.message
-    # 641 GiB of DeepSeek-R1 needs 4 of these nodes; the refusal says count does not help.
+    # 641 GiB of DeepSeek-R1 needs 4 of these nodes: vLLM over them, whatever count says.
     ws["inference"]["preset"] = {"name": "deepseek-r1-0528"}
     ws["resource"]["count"] = 6
+    assert validate_workspace(ws) == []
+    # Forcing transformers onto a multi-node model is refused on the annotation, and the
+    # refusal says count does not help.
+    ws["inference"]["preset"] = {"name": "llama-3.1-8b-instruct"}
+    ws["resource"]["instanceType"] = "Standard_NC4as_T4_v3"
+    ws["metadata"]["annotations"] = {"kaito.sh/runtime": "transformers"}
     (error,) = validate_workspace(ws)
-    assert error.field == "resource.instanceType"
-    assert "multi-node inference is not supported yet" in error.message
+    assert error.field == "metadata.annotations[kaito.sh/runtime]"
+    assert "only on 2 nodes of Standard_NC4as_T4_v3" in error.message
     assert "resource.count: 6 (deprecated) does not change that" in error.message
-    assert "Standard_ND96isr_H200_v5" in error.message  # where it fits on one node
+    assert "Standard_NV36ads_A10_v5" in error.message  # where it fits on one node
+
+
+def test_multi_node_plan_is_admitted_and_adapters_on_it_are_refused() -> None:
+    ws = _with(
+        quickstart_inference,
+        inference__preset__name="phi-3-medium-4k-instruct",
+        resource__instanceType="Standard_NC4as_T4_v3",
+    )
+    assert validate_workspace(ws) == []  # 3 one-T4 nodes, pipeline parallel 3
+    ws["inference"]["adapters"] = [{"source": {"name": "a", "image": "reg.example.com/a:1"}}]
+    (error,) = validate_workspace(ws)
+    assert error.field == "inference.adapters"
+    assert "needs 3 nodes of Standard_NC4as_T4_v3" in error.message
 
 
 def test_bypass_annotation_skips_the_memory_check() -> None:

@@ -32,6 +32,8 @@ __all__ = [
     "InferenceSpec",
     "LabelSelector",
     "LabelSelectorRequirement",
+    "PartitionMode",
+    "PartitionSpec",
     "PresetOptions",
     "PresetSpec",
     "ResourceSpec",
@@ -55,6 +57,13 @@ class TuningMethod(StrEnum):
     QLORA = "qlora"
 
 
+class PartitionMode(StrEnum):
+    """How a Workspace's GPUs are partitioned on bring-your-own nodes."""
+
+    MIG = "mig"  # one NVIDIA Multi-Instance GPU slice, named by its profile
+    ACCELERATOR = "accelerator"  # ``count`` whole GPUs of the node
+
+
 class WorkspaceState(StrEnum):
     """Coarse state shown by ``kubectl get workspace -o wide``."""
 
@@ -75,6 +84,60 @@ def _optional_equal(field: str, default: str) -> str:
     return (
         f"(has(self.{field}) ? self.{field} : {default}) == "
         f"(has(oldSelf.{field}) ? oldSelf.{field} : {default})"
+    )
+
+
+class PartitionSpec(ApiModel):
+    """A part of a node's GPUs for one Workspace (bring-your-own nodes only, as in KAITO).
+
+    ``mig``: one MIG slice named by ``profile`` (``2g.24gb``); the workload requests
+    ``nvidia.com/mig-<profile>`` and is sized to the slice. ``accelerator``: ``count`` whole
+    GPUs of the node; the workload requests that many and is sized to them.
+    """
+
+    mode: PartitionMode = Field(description="mig (one MIG slice) or accelerator (whole GPUs).")
+    profile: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=r"^[0-9]+g\.[0-9]+(\.[0-9]+)?gb$",
+        description="MIG profile, e.g. 1g.10gb or 2g.24gb (mig mode only).",
+    )
+    count: int | None = Field(
+        default=None, ge=1, le=64, description="Whole GPUs to use (accelerator mode only)."
+    )
+
+    __rules__: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.mode != 'mig' || has(self.profile)",
+            message="resource.partition.profile is required in mig mode, e.g. '1g.10gb'",
+            field="profile",
+            reason="FieldValueRequired",
+            check=lambda s: s.mode != PartitionMode.MIG or s.profile is not None,
+        ),
+        Rule(
+            cel="self.mode != 'mig' || !has(self.count)",
+            message=(
+                "resource.partition.count is only valid in accelerator mode; a mig partition "
+                "is one slice: remove count"
+            ),
+            field="count",
+            reason="FieldValueForbidden",
+            check=lambda s: s.mode != PartitionMode.MIG or s.count is None,
+        ),
+        Rule(
+            cel="self.mode != 'accelerator' || has(self.count)",
+            message="resource.partition.count is required in accelerator mode: the GPUs to use",
+            field="count",
+            reason="FieldValueRequired",
+            check=lambda s: s.mode != PartitionMode.ACCELERATOR or s.count is not None,
+        ),
+        Rule(
+            cel="self.mode != 'accelerator' || !has(self.profile)",
+            message="resource.partition.profile is not valid in accelerator mode: remove it",
+            field="profile",
+            reason="FieldValueForbidden",
+            check=lambda s: s.mode != PartitionMode.ACCELERATOR or s.profile is None,
+        ),
     )
 
 
@@ -108,6 +171,13 @@ class ResourceSpec(ApiModel):
         default=None,
         max_length=100,
         description="Deprecated and ignored: names of existing nodes to prefer.",
+    )
+    partition: PartitionSpec | None = Field(
+        default=None,
+        description=(
+            "Part of each node's GPUs to use: a MIG slice or a number of whole GPUs. Only with "
+            "your own nodes (node auto-provisioning disabled); not for tuning. Immutable."
+        ),
     )
 
     __rules__: ClassVar[tuple[Rule, ...]] = (
@@ -151,6 +221,16 @@ class ResourceSpec(ApiModel):
             field="count",
             transition=True,
             check=lambda s, o: (s.count or 1) == (o.count or 1),
+        ),
+        Rule(
+            cel=(
+                "has(self.partition) == has(oldSelf.partition) && "
+                "(!has(self.partition) || self.partition == oldSelf.partition)"
+            ),
+            message="resource.partition is immutable; create a new Workspace to change it",
+            field="partition",
+            transition=True,
+            check=lambda s, o: s.partition == o.partition,
         ),
     )
 
@@ -528,6 +608,16 @@ class Workspace(ApiModel):
             message="tuning runs on one node: set resource.count to 1 or remove it",
             field="resource.count",
             check=lambda s: s.tuning is None or s.resource.count in (None, 1),
+        ),
+        Rule(
+            cel="!has(self.tuning) || !has(self.resource.partition)",
+            message=(
+                "GPU partitioning is not supported for tuning: remove resource.partition (a "
+                "tuning job uses whole GPUs)"
+            ),
+            field="resource.partition",
+            reason="FieldValueForbidden",
+            check=lambda s: s.tuning is None or s.resource.partition is None,
         ),
         Rule(
             cel="has(self.inference) == has(oldSelf.inference)",

@@ -29,6 +29,8 @@ class CapacityRequest:
     instance_type: str | None
     match_labels: Mapping[str, str]
     disk: str = "1024Gi"
+    # The resource gpus_per_node counts: nvidia.com/gpu, or nvidia.com/mig-<profile>.
+    gpu_resource: str = GPU_RESOURCE_NAME
     # The Workspace's kaito.sh/node-image-family annotation (lower-cased); None: the default.
     node_image_family: str | None = None
 
@@ -85,12 +87,13 @@ def node_is_ready(node: Manifest) -> bool:
     return cond is not None and cond.get("status") == "True" and not is_deleting(node)
 
 
-def node_gpus(node: Manifest) -> int:
-    """``nvidia.com/gpu`` allocatable (capacity when allocatable is absent); 0 if unparsable."""
+def node_gpus(node: Manifest, resource: str = GPU_RESOURCE_NAME) -> int:
+    """``resource`` (``nvidia.com/gpu`` or a MIG slice) allocatable (capacity when allocatable
+    is absent); 0 if unparsable."""
     status = node.get("status") or {}
-    raw = (status.get("allocatable") or {}).get(GPU_RESOURCE_NAME)
+    raw = (status.get("allocatable") or {}).get(resource)
     if raw is None:
-        raw = (status.get("capacity") or {}).get(GPU_RESOURCE_NAME, "0")
+        raw = (status.get("capacity") or {}).get(resource, "0")
     try:
         return int(str(raw))
     except ValueError:

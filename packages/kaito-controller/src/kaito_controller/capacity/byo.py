@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kaito_api.labels import GPU_RESOURCE_NAME
+
 from kaito_controller.capacity.base import (
     CapacityRequest,
     Manifest,
@@ -38,10 +40,12 @@ class ByoCapacity:
     ) -> Readiness:
         matching = [n for n in nodes if _matches(n, req)]
         need_gpus = max(req.gpus_per_node, 1)
-        usable = [n for n in matching if node_is_ready(n) and node_gpus(n) >= need_gpus]
+        gpus = req.gpu_resource
+        unit = "GPU" if gpus == GPU_RESOURCE_NAME else gpus
+        usable = [n for n in matching if node_is_ready(n) and node_gpus(n, gpus) >= need_gpus]
         if len(usable) >= req.node_count:
             workers = tuple(sorted(name_of(n) for n in usable)[: req.node_count])
-            msg = f"{len(workers)} node(s) match the labelSelector with >= {need_gpus} GPU(s)"
+            msg = f"{len(workers)} node(s) match the labelSelector with >= {need_gpus} {unit}(s)"
             return Readiness(
                 ready=True,
                 reason="NodesReady",
@@ -54,14 +58,15 @@ class ByoCapacity:
             reason, msg = "NodeNotFound", f"no node matches the labelSelector {selector}"
         else:
             short = [
-                f"{name_of(n)} ({'Ready' if node_is_ready(n) else 'NotReady'}, {node_gpus(n)} GPU)"
+                f"{name_of(n)} ({'Ready' if node_is_ready(n) else 'NotReady'}, "
+                f"{node_gpus(n, gpus)} {unit})"
                 for n in matching
                 if n not in usable
             ]
             reason = "NodeNotReady"
             msg = (
                 f"{len(usable)} of {req.node_count} needed node(s) matching {selector} are Ready "
-                f"with >= {need_gpus} nvidia.com/gpu; not usable: {', '.join(short)}"
+                f"with >= {need_gpus} {gpus}; not usable: {', '.join(short)}"
             )
         return Readiness(
             ready=False,

@@ -2,10 +2,21 @@
 
 Why: these builders turn an already-decided ``InferenceParams`` (model, backend, GPU count,
 node count, adapters...) into Kubernetes objects, and nothing else; every decision lives in
-the planner, every I/O in the handlers. One node gives a Deployment; several give a
-StatefulSet with a headless Service for stable pod DNS (the distributed leader is pod ``-0``).
-The main Service maps port 80 to the server's port and keeps 29500 (torch rendezvous), as the
-quick start shows.
+the planner, every I/O in the handlers. One node gives a Deployment (``Recreate``: the new pod
+needs the old one's GPUs); several give a StatefulSet, whose pod index and stable DNS name
+(through the headless Service) a multi-node launch needs. The main Service maps port 80 to the
+server's port and keeps 29500 (torch rendezvous), as the quick start shows; with several nodes
+it selects only the leader, pod ``-0``.
+
+Several nodes (vLLM only): every pod runs one template, so the command branches on the pod's
+index (``POD_INDEX``, from the ``apps.kubernetes.io/pod-index`` label). Pod 0, the leader, runs
+our server with the plan's config, which carries vLLM's multi-node engine arguments (``nnodes``,
+``node_rank: 0``, ``master_addr`` = the leader's DNS name, the mp executor; pipeline parallel =
+nodes, tensor parallel = GPUs per node). The others run ``vllm serve --headless`` with the same
+engine arguments and their own ``--node-rank``: they hold the later pipeline stages and join the
+leader's torch.distributed group on ``DIST_PORT``. The probes branch the same way: the leader
+answers for itself, a worker is ready when the leader serves and alive while the leader's
+process is up (a worker whose leader restarted must restart too, to join the new group).
 
 Weights: the server downloads the preset's weights into ``HF_HOME`` (``/workspace/weights``).
 With a node weights cache that is a hostPath on the node, kept across pods, so a pod that
@@ -17,7 +28,9 @@ Without one it is a per-pod emptyDir.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +49,8 @@ from kaito_controller.naming import headless_service_name, inference_configmap_n
 
 SERVER_PORT = 5000
 TORCH_PORT = 29500
+DIST_PORT = 29501  # vLLM's master_port: the multi-node torch.distributed group
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 CONFIG_DIR = "/etc/kaito"
 CONFIG_FILE = "inference_config.yaml"
 ADAPTERS_DIR = "/mnt/adapter"
@@ -71,6 +86,8 @@ class InferenceParams:
     node_count: int
     gpus_per_node: int
     server_config: Mapping[str, Any]
+    # nvidia.com/gpu, or nvidia.com/mig-<profile> for a MIG partition.
+    gpu_resource: str = GPU_RESOURCE_NAME
     node_affinity: Sequence[Mapping[str, Any]] = ()
     adapters: tuple[AdapterParams, ...] = ()
     model_access_secret: str | None = None
@@ -105,6 +122,55 @@ def build_inference_configmap(ws: WorkspaceRef, params: InferenceParams) -> dict
     }
 
 
+def leader_address(ws: WorkspaceRef) -> str:
+    """DNS name of a multi-node Workspace's leader (pod 0), through the headless Service."""
+    return f"{ws.name}-0.{headless_service_name(ws.name)}.{ws.namespace}.svc.cluster.local"
+
+
+def distributed_engine_args(ws: WorkspaceRef) -> dict[str, Any]:
+    """vLLM engine arguments only the controller knows: where the leader is, and that the
+    config file's reader (the leader's server) is node 0."""
+    return {"master_addr": leader_address(ws), "master_port": DIST_PORT, "node_rank": 0}
+
+
+# Server config keys that are vLLM engine arguments under the same name.
+_ENGINE_KEYS = ("dtype", "max_model_len", "tensor_parallel_size", "gpu_memory_utilization")
+
+
+def _flag(key: str, value: Any) -> list[str]:
+    name = "--" + key.replace("_", "-")
+    if value is True:
+        return [name]
+    if value is False:
+        return ["--no-" + key.replace("_", "-")]
+    if isinstance(value, (dict, list)):
+        return [name, json.dumps(value, sort_keys=True)]
+    return [name, str(value)]
+
+
+def vllm_worker_args(model: str, config: Mapping[str, Any]) -> list[str]:
+    """``vllm serve`` arguments of a headless worker: the engine arguments the leader's server
+    derives from ``config`` (its keys, then ``vllm_engine_args``), without ``node_rank``, which
+    each worker takes from its pod index."""
+    args = ["serve", model, "--headless"]
+    for key in _ENGINE_KEYS:
+        if config.get(key) is not None:
+            args += _flag(key, config[key])
+    if config.get("trust_remote_code"):
+        args.append("--trust-remote-code")
+    for key, value in sorted(dict(config.get("vllm_engine_args") or {}).items()):
+        if key != "node_rank" and value is not None:
+            args += _flag(key, value)
+    return args
+
+
+def _distributed_script(leader: list[str], worker: list[str]) -> str:
+    return (
+        f'if [ "${{POD_INDEX:-0}}" = 0 ]; then exec {shlex.join(leader)}; '
+        f'else exec {shlex.join(worker)} --node-rank "$POD_INDEX"; fi'
+    )
+
+
 def server_command(params: InferenceParams) -> tuple[list[str], list[str]]:
     """Command and args of the inference container (flags win over the config file)."""
     args = [
@@ -125,9 +191,18 @@ def server_command(params: InferenceParams) -> tuple[list[str], list[str]]:
     return ["kaito-inference"], args
 
 
-def _probes(params: InferenceParams) -> dict[str, Any]:
+def _probes(params: InferenceParams, leader: str | None = None) -> dict[str, Any]:
     def get(path: str) -> dict[str, Any]:
-        return {"httpGet": {"path": path, "port": SERVER_PORT}}
+        if leader is None:
+            return {"httpGet": {"path": path, "port": SERVER_PORT}}
+        # One template for every pod: the leader asks itself, a worker asks the leader.
+        script = (
+            f'if [ "${{POD_INDEX:-0}}" = 0 ]; then h=127.0.0.1; else h={leader}; fi; '
+            'exec python3 -c "import sys, urllib.request; '
+            'urllib.request.urlopen(sys.argv[1], timeout=4)" '
+            f'"http://$h:{SERVER_PORT}{path}"'
+        )
+        return {"exec": {"command": ["sh", "-c", script]}, "timeoutSeconds": 5}
 
     # The startup probe holds liveness off while weights download and load: its budget is
     # the planner's estimate for this model (ceil(timeout / period) failures allowed).
@@ -237,6 +312,24 @@ def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str)
     adapter_inits, adapter_volumes, adapter_mounts = _adapter_parts(params)
     inits = [*weights_inits, *adapter_inits]
     env = [{"name": "HF_HOME", "value": WEIGHTS_DIR}, *hf_token_env(params.model_access_secret)]
+    ports = [
+        {"name": "http", "containerPort": SERVER_PORT},
+        {"name": "torch", "containerPort": TORCH_PORT},
+    ]
+    leader = None
+    if params.distributed:
+        leader = leader_address(ws)
+        script = _distributed_script(
+            [*command, *args], ["vllm", *vllm_worker_args(params.model, params.server_config)]
+        )
+        command, args = ["sh", "-c", script], []
+        env.append(
+            {
+                "name": "POD_INDEX",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{POD_INDEX_LABEL}']"}},
+            }
+        )
+        ports.append({"name": "dist", "containerPort": DIST_PORT})
     gpus = str(params.gpus_per_node)
     container: dict[str, Any] = {
         "name": ws.name,
@@ -245,14 +338,14 @@ def build_pod_template(ws: WorkspaceRef, params: InferenceParams, cfg_hash: str)
         "command": command,
         "args": args,
         "env": env,
-        "ports": [
-            {"name": "http", "containerPort": SERVER_PORT},
-            {"name": "torch", "containerPort": TORCH_PORT},
-        ],
-        "resources": {"requests": {GPU_RESOURCE_NAME: gpus}, "limits": {GPU_RESOURCE_NAME: gpus}},
+        "ports": ports,
+        "resources": {
+            "requests": {params.gpu_resource: gpus},
+            "limits": {params.gpu_resource: gpus},
+        },
         # A crash's last log lines become the termination message the Workspace quotes.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        **_probes(params),
+        **_probes(params, leader),
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "dshm", "mountPath": "/dev/shm"},
@@ -332,7 +425,10 @@ def build_services(ws: WorkspaceRef, params: InferenceParams) -> list[dict[str, 
             "clusterIP": "None",
             "selector": ws.selector_labels(),
             "publishNotReadyAddresses": True,
-            "ports": [{"name": "torch", "port": TORCH_PORT, "targetPort": TORCH_PORT}],
+            "ports": [
+                {"name": "torch", "port": TORCH_PORT, "targetPort": TORCH_PORT},
+                {"name": "dist", "port": DIST_PORT, "targetPort": DIST_PORT},
+            ],
         },
     }
     return [main, headless]

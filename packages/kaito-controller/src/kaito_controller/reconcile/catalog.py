@@ -8,10 +8,13 @@ they can be shown verbatim in the status.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
+from kaito_api.v1beta1 import PartitionSpec
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
 from kaito_presets.estimator import GpuPlan, choose_dtype
 from kaito_presets.images import tuning_image_for
+from kaito_presets.partition import PartitionProblem, mig_resource_name, partition_sku
 from kaito_presets.presets import Preset, get_preset
 from kaito_presets.server_config import inference_server_config
 from kaito_presets.serving import plan_inference
@@ -59,9 +62,17 @@ class PresetsCatalog:
         runtime: str | None,
         max_model_len: int | None,
         count: int | None,
+        partition: PartitionSpec | None = None,
     ) -> Sizing:
         p = self._preset(preset, "inference.preset.name")
         sku = self._sku(instance_type, gpu_node)
+        if partition is not None:
+            try:
+                sku = partition_sku(
+                    sku, mode=partition.mode, profile=partition.profile, count=partition.count
+                )
+            except PartitionProblem as err:
+                raise SpecError(err.field, err.message, reason="InvalidPartition") from err
         if runtime not in (None, "vllm", "transformers"):
             raise SpecError(
                 "metadata.annotations[kaito.sh/runtime]", f"{runtime!r} is not vllm or transformers"
@@ -69,10 +80,12 @@ class PresetsCatalog:
         try:
             plan = plan_inference(p, sku, runtime=runtime, context_length=max_model_len)  # type: ignore[arg-type]
         except DoesNotFit as err:
-            raise SpecError(
-                "resource.instanceType", str(err), reason="InsufficientGPUMemory"
-            ) from err
-        return _sizing(p, plan)
+            field = "resource.partition" if partition is not None else "resource.instanceType"
+            raise SpecError(field, str(err), reason="InsufficientGPUMemory") from err
+        sizing = _sizing(p, plan)
+        if partition is not None and partition.mode == "mig" and partition.profile:
+            sizing = replace(sizing, gpu_resource=mig_resource_name(partition.profile))
+        return sizing
 
     def size_tuning(
         self, *, preset: str, instance_type: str | None, gpu_node: GpuNodeInfo | None

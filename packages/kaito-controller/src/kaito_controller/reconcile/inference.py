@@ -27,6 +27,7 @@ from kaito_controller.manifests.inference import (
     build_inference_workload,
     build_services,
     config_hash,
+    distributed_engine_args,
 )
 from kaito_controller.naming import headless_service_name
 from kaito_controller.reconcile.common import SubPlan
@@ -244,11 +245,23 @@ def plan_inference(
             requeue_after=settings.resync_seconds,
         )
     assert ws.inference is not None and ws.inference.preset is not None
+    ref = ws_ref(ws)
     backend = settings.inference_backend or sizing.runtime
     if settings.model_override:
         sizing = replace(sizing, model=settings.model_override)
     served = ws.inference.preset.name
     adapter_params = adapters(ws)
+    config = server_config(
+        sizing,
+        backend,
+        served,
+        adapter_params,
+        user,
+        performance_mode=(ws.metadata.annotations or {}).get(ANNOTATION_PERFORMANCE_MODE),
+    )
+    if node_count > 1 and backend == "vllm":
+        engine = {**dict(config.get("vllm_engine_args") or {}), **distributed_engine_args(ref)}
+        config = {**config, "vllm_engine_args": engine}
     params = InferenceParams(
         model=sizing.model,
         served_model_name=served,
@@ -261,14 +274,8 @@ def plan_inference(
         image_pull_policy=settings.image_pull_policy,
         node_count=node_count,
         gpus_per_node=sizing.gpus_per_node,
-        server_config=server_config(
-            sizing,
-            backend,
-            served,
-            adapter_params,
-            user,
-            performance_mode=(ws.metadata.annotations or {}).get(ANNOTATION_PERFORMANCE_MODE),
-        ),
+        gpu_resource=sizing.gpu_resource,
+        server_config=config,
         node_affinity=tuple(affinity),
         adapters=adapter_params,
         model_access_secret=(
@@ -281,7 +288,6 @@ def plan_inference(
         plain_http_registry=settings.registry_plain_http,
         weights_cache_path=settings.node_weights_cache or None,
     )
-    ref = ws_ref(ws)
     config_map = build_inference_configmap(ref, params)
     workload = build_inference_workload(ref, params, config_hash(config_map["data"][CONFIG_FILE]))
     objects = [config_map, workload, *build_services(ref, params)]

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kaito_api.labels import GPU_RESOURCE_NAME
+from kaito_api.v1beta1 import PartitionSpec
+
 
 class SpecError(Exception):
     """The Workspace cannot be sized as written; ``field`` names the culprit."""
@@ -41,6 +44,9 @@ class Sizing:
     runtime: str
     node_count: int
     gpus_per_node: int
+    # What each pod requests gpus_per_node of: nvidia.com/gpu, or nvidia.com/mig-<profile> for
+    # a MIG partition (resource.partition).
+    gpu_resource: str = GPU_RESOURCE_NAME
     dtype: str | None = None
     tensor_parallel_size: int | None = None
     max_model_len: int | None = None
@@ -67,6 +73,7 @@ class Catalog(Protocol):
         runtime: str | None,
         max_model_len: int | None,
         count: int | None,
+        partition: PartitionSpec | None = None,
     ) -> Sizing: ...
 
     def size_tuning(

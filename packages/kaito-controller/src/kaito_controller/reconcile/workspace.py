@@ -102,6 +102,7 @@ def plan(ws: Workspace, observed: Observed, ctx: Context) -> Plan:
         ws_uid=ws.metadata.uid or "",
         node_count=target,
         gpus_per_node=sizing.gpus_per_node,
+        gpu_resource=sizing.gpu_resource,
         instance_type=ws.resource.instance_type,
         match_labels=sanitized_match_labels(ws),
         disk=sizing.disk,
@@ -191,6 +192,7 @@ def _size(ws: Workspace, observed: Observed, ctx: Context) -> Sizing:
         runtime=runtime,
         max_model_len=max_len if isinstance(max_len, int) else None,
         count=ws.resource.count,
+        partition=ws.resource.partition,
     )
 
 
