@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kaito_api.nodeclaim import NodeClaim, Taint
+from kaito_api.types import format_time
+
 from kaito_gpu_provisioner.claims import (
     GPU_RESOURCE,
     GROUP,
@@ -27,8 +30,7 @@ from kaito_gpu_provisioner.claims import (
     KIND,
     REGISTERED_LABEL,
     VERSION,
-    NodeClaimView,
-    Taint,
+    taint_dict,
 )
 from kaito_gpu_provisioner.provisioner import Instance, LaunchPending, ProvisionerError
 
@@ -90,7 +92,7 @@ def registered_condition(launched: bool, node: Mapping[str, Any] | None) -> tupl
 def initialized_condition(
     registered: bool,
     node: Mapping[str, Any] | None,
-    claim: NodeClaimView,
+    claim: NodeClaim,
     capacity: Mapping[str, str],
 ) -> tuple[str, str, str]:
     if not registered or node is None:
@@ -119,7 +121,7 @@ def root_condition(statuses: Mapping[str, str]) -> tuple[str, str, str]:
 
 
 def next_status(
-    claim: NodeClaimView,
+    claim: NodeClaim,
     *,
     instance: Instance | None,
     launch_error: ProvisionerError | None,
@@ -168,7 +170,7 @@ def next_status(
 
 
 def registration_patch(
-    claim: NodeClaimView, node: Mapping[str, Any] | None, *, initialized: bool
+    claim: NodeClaim, node: Mapping[str, Any] | None, *, initialized: bool
 ) -> dict[str, Any] | None:
     """Node merge patch that Karpenter's registration/initialization would apply, or None.
 
@@ -205,7 +207,7 @@ def registration_patch(
     return patch or None
 
 
-def claim_labels(claim: NodeClaimView, instance: Instance | None) -> dict[str, str]:
+def claim_labels(claim: NodeClaim, instance: Instance | None) -> dict[str, str]:
     """Labels Karpenter adds to a launched claim (missing ones only): the instance type, which
     ``kubectl get nodeclaims`` shows in its TYPE column."""
     if instance is None or not instance.instance_type:
@@ -226,37 +228,38 @@ def _merged_taints(
     have: Sequence[Mapping[str, Any]], want: Sequence[Taint]
 ) -> list[dict[str, Any]] | None:
     present = {(t.get("key"), t.get("effect")) for t in have}
-    missing = [t.to_k8s() for t in want if (t.key, t.effect) not in present]
+    missing = [taint_dict(t) for t in want if (t.key, t.effect) not in present]
     if not missing:
         return None
     return [dict(t) for t in have] + missing
 
 
-def _status_of(claim: NodeClaimView, type_: str) -> str:
+def _status_of(claim: NodeClaim, type_: str) -> str:
     cond = claim.condition(type_)
-    return str(cond.get("status")) if cond else ""
+    return str(cond.status) if cond else ""
 
 
 def _merge_conditions(
-    claim: NodeClaimView, wanted: Mapping[str, tuple[str, str, str]], *, now: datetime
+    claim: NodeClaim, wanted: Mapping[str, tuple[str, str, str]], *, now: datetime
 ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for type_, (status, reason, message) in wanted.items():
         new = condition(type_, status, reason, message, now=now, generation=claim.generation)
         old = claim.condition(type_)
-        if old is not None and old.get("status") == status and old.get("lastTransitionTime"):
-            new["lastTransitionTime"] = old["lastTransitionTime"]
+        if old is not None and old.status == status and old.last_transition_time is not None:
+            new["lastTransitionTime"] = format_time(old.last_transition_time)
         out.append(new)
     known = set(wanted)
-    out.extend(dict(c) for c in claim.conditions if c.get("type") not in known)
+    out.extend(
+        c.model_dump(mode="json", exclude_none=True)
+        for c in claim.conditions
+        if c.type not in known
+    )
     return out
 
 
-def _unchanged(claim: NodeClaimView, status: Mapping[str, Any]) -> bool:
-    old = {
-        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-        for c in claim.conditions
-    }
+def _unchanged(claim: NodeClaim, status: Mapping[str, Any]) -> bool:
+    old = {(c.type, str(c.status), c.reason, c.message) for c in claim.conditions}
     new = {(c["type"], c["status"], c["reason"], c["message"]) for c in status["conditions"]}
     return (
         old == new

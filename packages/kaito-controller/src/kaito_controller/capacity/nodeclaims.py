@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kaito_api.conditions import ConditionStatus, NodeClaimConditionType
 from kaito_api.labels import LABEL_INSTANCE_TYPE, LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
+from kaito_api.nodeclaim import NodeClaim
 
 from kaito_controller.capacity.base import (
     CapacityRequest,
     Manifest,
     Readiness,
-    condition,
-    is_deleting,
     name_of,
     node_gpus,
     node_is_ready,
@@ -29,7 +29,11 @@ from kaito_controller.capacity.base import (
 from kaito_controller.manifests.nodeclaim import NodeClaimTemplate, build_nodeclaim
 from kaito_controller.naming import nodeclaim_name
 
-LIFECYCLE = ("Launched", "Registered", "Initialized")
+LIFECYCLE = (
+    NodeClaimConditionType.LAUNCHED,
+    NodeClaimConditionType.REGISTERED,
+    NodeClaimConditionType.INITIALIZED,
+)
 _PLACEHOLDER_REASONS = {"AwaitingReconciliation", "ReconcilingDependents", ""}
 MESSAGE_LIMIT = 256  # KAITO caps condition messages it copies at 256 characters
 
@@ -80,22 +84,22 @@ class NodeClaimCapacity:
         by_name = {name_of(c): c for c in nodeclaims}
         claims = [by_name.get(n) for n in self.desired_names(req)]
         missing = [n for n, c in zip(self.desired_names(req), claims, strict=True) if c is None]
-        live = [c for c in claims if c is not None]
+        live = [NodeClaim.model_validate(c) for c in claims if c is not None]
         if missing:
             msg = f"waiting for NodeClaims to be created: {', '.join(missing)}"
             return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
         for claim in live:
-            if is_deleting(claim):
-                msg = f"NodeClaim {name_of(claim)} is being deleted; it will be replaced"
+            if claim.deleting:
+                msg = f"NodeClaim {claim.name} is being deleted; it will be replaced"
                 return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
         for claim in live:
-            if not claim_is_ready(claim):
+            if not claim.is_ready:
                 reason, message = claim_problem(claim)
-                return _not_ready(reason, f"NodeClaim {name_of(claim)}: {message}", claims_ok=False)
+                return _not_ready(reason, f"NodeClaim {claim.name}: {message}", claims_ok=False)
         nodes_by_name = {name_of(n): n for n in nodes}
         workers = []
         for claim in live:
-            node_name = (claim.get("status") or {}).get("nodeName", "")
+            node_name = claim.node_name
             node = nodes_by_name.get(node_name)
             problem = _node_problem(node, node_name, req, claim)
             if problem:
@@ -120,27 +124,16 @@ class NodeClaimCapacity:
         ]
 
 
-def claim_is_ready(claim: Manifest) -> bool:
-    """Ready=True; a claim without any conditions but with a node name also counts (KAITO)."""
-    if is_deleting(claim):
-        return False
-    status = claim.get("status") or {}
-    ready = condition(claim, "Ready")
-    if ready is None:
-        return not status.get("conditions") and bool(status.get("nodeName"))
-    return ready.get("status") == "True"
-
-
-def claim_problem(claim: Manifest) -> tuple[str, str]:
+def claim_problem(claim: NodeClaim) -> tuple[str, str]:
     """``(reason, message)`` of the first non-True lifecycle condition, preferring a real
     error (e.g. ``LaunchFailed`` with the provider's quota message) over placeholders."""
     found: list[tuple[str, str]] = []
     for type_ in LIFECYCLE:
-        cond = condition(claim, type_)
-        if cond is None or cond.get("status") == "True":
+        cond = claim.condition(type_)
+        if cond is None or cond.status == ConditionStatus.TRUE:
             continue
-        reason = str(cond.get("reason") or "")
-        message = str(cond.get("message") or f"{type_}={cond.get('status')}")
+        reason = cond.reason
+        message = cond.message or f"{type_}={cond.status}"
         found.append((reason or "NodeClaimNotReady", f"{type_}: {message}"[:MESSAGE_LIMIT]))
         if reason not in _PLACEHOLDER_REASONS:
             return found[-1]
@@ -149,18 +142,18 @@ def claim_problem(claim: Manifest) -> tuple[str, str]:
     return "NodeClaimNotReady", "waiting for the provisioner to launch the node"
 
 
-def claim_gpus(claim: Manifest) -> int | None:
+def claim_gpus(claim: NodeClaim) -> int | None:
     """``nvidia.com/gpu`` the provisioner says the claim's node has (``status.allocatable``,
     which Karpenter fills from the launched instance type): None when it reported no
     resources at all, 0 when it reported resources without GPUs."""
-    allocatable = (claim.get("status") or {}).get("allocatable") or {}
+    allocatable = claim.allocatable
     if not allocatable:
         return None
     return node_gpus({"status": {"allocatable": allocatable}})
 
 
 def _node_problem(
-    node: Manifest | None, node_name: str, req: CapacityRequest, claim: Manifest
+    node: Manifest | None, node_name: str, req: CapacityRequest, claim: NodeClaim
 ) -> tuple[str, str] | None:
     if not node_name or node is None:
         return "NodeNotReady", f"node {node_name or '(not yet named)'} is not registered yet"
@@ -181,7 +174,7 @@ def _node_problem(
             # has too few GPUs (e.g. a Karpenter instance-type list without nvidia.com/gpu).
             return (
                 "InsufficientGPUs",
-                f"NodeClaim {name_of(claim)} reports {promised} allocatable nvidia.com/gpu for "
+                f"NodeClaim {claim.name} reports {promised} allocatable nvidia.com/gpu for "
                 f"node {node_name} (instance type {labels.get(LABEL_INSTANCE_TYPE, '?')}), "
                 f"the Workspace needs {need} per node",
             )
