@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kaito_api.conditions import NodeClaimConditionType, new_condition, set_condition
 from kaito_api.nodeclaim import NodeClaim, Taint
-from kaito_api.types import format_time
 
 from kaito_gpu_provisioner.claims import (
     GPU_RESOURCE,
@@ -34,7 +34,12 @@ from kaito_gpu_provisioner.claims import (
 )
 from kaito_gpu_provisioner.provisioner import Instance, LaunchPending, ProvisionerError
 
-LAUNCHED, REGISTERED, INITIALIZED, READY = "Launched", "Registered", "Initialized", "Ready"
+LAUNCHED, REGISTERED, INITIALIZED, READY = (
+    NodeClaimConditionType.LAUNCHED,
+    NodeClaimConditionType.REGISTERED,
+    NodeClaimConditionType.INITIALIZED,
+    NodeClaimConditionType.READY,
+)
 DEPENDENTS = (LAUNCHED, REGISTERED, INITIALIZED)
 # Karpenter truncates cloud messages on conditions (gpu-provisioner raised it to 800); the CRD
 # allows 32768. 800 keeps a full ARM error while bounding status size.
@@ -50,19 +55,6 @@ class Decision:
     node_patch: dict[str, Any] | None
     """Merge patch for the Node (registration/initialization labels, taints, owner), if any."""
     ready: bool
-
-
-def condition(
-    type_: str, status: str, reason: str, message: str, *, now: datetime, generation: int
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:MAX_MESSAGE],
-        "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "observedGeneration": generation,
-    }
 
 
 def launched_condition(
@@ -242,20 +234,15 @@ def _status_of(claim: NodeClaim, type_: str) -> str:
 def _merge_conditions(
     claim: NodeClaim, wanted: Mapping[str, tuple[str, str, str]], *, now: datetime
 ) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    """kaito_api's set_condition over the claim's conditions (transition times kept while a
+    status holds, other conditions left in place), written back as JSON."""
+    conditions = claim.conditions
     for type_, (status, reason, message) in wanted.items():
-        new = condition(type_, status, reason, message, now=now, generation=claim.generation)
-        old = claim.condition(type_)
-        if old is not None and old.status == status and old.last_transition_time is not None:
-            new["lastTransitionTime"] = format_time(old.last_transition_time)
-        out.append(new)
-    known = set(wanted)
-    out.extend(
-        c.model_dump(mode="json", exclude_none=True)
-        for c in claim.conditions
-        if c.type not in known
-    )
-    return out
+        new = new_condition(
+            type_, status, reason, message[:MAX_MESSAGE], generation=claim.generation
+        )
+        conditions = set_condition(conditions, new, now)
+    return [c.model_dump(mode="json", exclude_none=True) for c in conditions]
 
 
 def _unchanged(claim: NodeClaim, status: Mapping[str, Any]) -> bool:

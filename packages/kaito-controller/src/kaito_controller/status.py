@@ -14,33 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kaito_api.conditions import Condition, ConditionStatus, set_condition
+from kaito_api.conditions import Condition, ConditionReason, ConditionType, set_condition
 from kaito_api.types import format_time
 
 MESSAGE_LIMIT = 256
 
-RESOURCE_READY = "ResourceReady"
-INFERENCE_READY = "InferenceReady"
-JOB_STARTED = "JobStarted"
-WORKSPACE_SUCCEEDED = "WorkspaceSucceeded"
-WORKSPACE_READY = "WorkspaceReady"
 
 _PULL_ERRORS = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 _START_ERRORS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
-
-
-@dataclass(frozen=True)
-class Cond:
-    """A condition to set: type, status ("True"/"False"/"Unknown"), reason, message."""
-
-    type: str
-    status: str
-    reason: str
-    message: str = ""
-
-    @property
-    def true(self) -> bool:
-        return self.status == "True"
 
 
 @dataclass(frozen=True)
@@ -201,7 +182,7 @@ def job_state(job: Mapping[str, Any] | None) -> JobView:
 
 def merge_conditions(
     existing: Sequence[Mapping[str, Any]] | None,
-    new: Sequence[Cond],
+    new: Sequence[Condition],
     *,
     now: datetime,
     generation: int | None,
@@ -215,12 +196,8 @@ def merge_conditions(
     for cond in new:
         current = set_condition(
             current,
-            Condition(
-                type=cond.type,
-                status=ConditionStatus(cond.status),
-                reason=cond.reason,
-                message=_short(cond.message),
-                observed_generation=generation,
+            cond.model_copy(
+                update={"message": _short(cond.message), "observed_generation": generation}
             ),
             now,
         )
@@ -254,15 +231,17 @@ def phase_durations(
     out = dict(previous or {})
     is_true = {c.get("type"): c.get("status") == "True" for c in conditions}
     phases = [
-        ("nodeProvisioning", None, RESOURCE_READY),
-        ("workloadReady", RESOURCE_READY, INFERENCE_READY),
-        ("jobStarted", RESOURCE_READY, JOB_STARTED),
-        ("jobCompleted", JOB_STARTED, WORKSPACE_SUCCEEDED),
+        ("nodeProvisioning", None, ConditionType.RESOURCE_READY),
+        ("workloadReady", ConditionType.RESOURCE_READY, ConditionType.INFERENCE_READY),
+        ("jobStarted", ConditionType.RESOURCE_READY, ConditionType.JOB_STARTED),
+        ("jobCompleted", ConditionType.JOB_STARTED, ConditionType.WORKSPACE_SUCCEEDED),
     ]
     for name, start_type, end_type in phases:
         if name in out or not is_true.get(end_type):
             continue
-        if end_type == WORKSPACE_SUCCEEDED and not is_true.get(JOB_STARTED):
+        if end_type == ConditionType.WORKSPACE_SUCCEEDED and not is_true.get(
+            ConditionType.JOB_STARTED
+        ):
             continue  # inference: WorkspaceSucceeded is not a tuning phase end
         start = created if start_type is None else _parse(condition_time(conditions, start_type))
         # A phase that ended in an earlier pass whose record was lost: use the timestamps.
@@ -282,17 +261,19 @@ def iso(now: datetime) -> str:
     return format_time(now)
 
 
-def summary_state(kind: str, conds: Mapping[str, Cond], previous: str | None) -> str:
+def summary_state(kind: str, conds: Mapping[str, Condition], previous: str | None) -> str:
     """``Ready``/``NotReady``/``Pending`` (inference) or ``Running``/``Succeeded``/``Failed``/
     ``Pending`` (tuning)."""
+    succeeded = conds.get(ConditionType.WORKSPACE_SUCCEEDED)
     if kind == "tuning":
-        if conds.get(WORKSPACE_SUCCEEDED, Cond("", "False", "")).true:
+        if succeeded is not None and succeeded.is_true:
             return "Succeeded"
-        if (succ := conds.get(WORKSPACE_SUCCEEDED)) and succ.reason == "WorkspaceFailed":
+        if succeeded is not None and succeeded.reason == ConditionReason.WORKSPACE_FAILED:
             return "Failed"
-        if conds.get(JOB_STARTED, Cond("", "False", "")).true:
+        started = conds.get(ConditionType.JOB_STARTED)
+        if started is not None and started.is_true:
             return "Running"
         return "Pending"
-    if conds.get(WORKSPACE_SUCCEEDED, Cond("", "False", "")).true:
+    if succeeded is not None and succeeded.is_true:
         return "Ready"
     return "NotReady" if previous in ("Ready", "NotReady") else "Pending"

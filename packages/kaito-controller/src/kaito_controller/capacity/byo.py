@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kaito_api.conditions import ConditionReason, ConditionStatus, ConditionType, new_condition
+
 from kaito_controller.capacity.base import (
     CapacityRequest,
     Manifest,
@@ -44,21 +46,31 @@ class ByoCapacity:
             msg = f"{len(workers)} node(s) match the labelSelector with >= {need_gpus} GPU(s)"
             return Readiness(
                 ready=True,
-                reason="NodesReady",
+                reason=ConditionReason.NODES_READY,
                 message=msg,
                 worker_nodes=workers,
-                conditions=(("NodesReady", "True", "NodesReady", msg),),
+                conditions=(
+                    new_condition(
+                        ConditionType.NODES_READY,
+                        ConditionStatus.TRUE,
+                        ConditionReason.NODES_READY,
+                        msg,
+                    ),
+                ),
             )
         selector = ",".join(f"{k}={v}" for k, v in sorted(req.match_labels.items()))
         if not matching:
-            reason, msg = "NodeNotFound", f"no node matches the labelSelector {selector}"
+            reason, msg = (
+                ConditionReason.NODE_NOT_FOUND,
+                f"no node matches the labelSelector {selector}",
+            )
         else:
             short = [
                 f"{name_of(n)} ({'Ready' if node_is_ready(n) else 'NotReady'}, {node_gpus(n)} GPU)"
                 for n in matching
                 if n not in usable
             ]
-            reason = "NodeNotReady"
+            reason = ConditionReason.NODE_NOT_READY
             msg = (
                 f"{len(usable)} of {req.node_count} needed node(s) matching {selector} are Ready "
                 f"with >= {need_gpus} nvidia.com/gpu; not usable: {', '.join(short)}"
@@ -67,7 +79,9 @@ class ByoCapacity:
             ready=False,
             reason=reason,
             message=msg,
-            conditions=(("NodesReady", "False", reason, msg),),
+            conditions=(
+                new_condition(ConditionType.NODES_READY, ConditionStatus.FALSE, reason, msg),
+            ),
         )
 
     def node_affinity(self, req: CapacityRequest) -> list[dict[str, Any]]:

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kaito_api.conditions import ConditionStatus, NodeClaimConditionType
+from kaito_api.conditions import (
+    ConditionReason,
+    ConditionStatus,
+    ConditionType,
+    NodeClaimConditionType,
+    new_condition,
+)
 from kaito_api.labels import LABEL_INSTANCE_TYPE, LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
 from kaito_api.nodeclaim import NodeClaim
 
@@ -34,7 +40,7 @@ LIFECYCLE = (
     NodeClaimConditionType.REGISTERED,
     NodeClaimConditionType.INITIALIZED,
 )
-_PLACEHOLDER_REASONS = {"AwaitingReconciliation", "ReconcilingDependents", ""}
+_PLACEHOLDER_REASONS = {ConditionReason.AWAITING_RECONCILIATION, "ReconcilingDependents", ""}
 MESSAGE_LIMIT = 256  # KAITO caps condition messages it copies at 256 characters
 
 
@@ -87,11 +93,11 @@ class NodeClaimCapacity:
         live = [NodeClaim.model_validate(c) for c in claims if c is not None]
         if missing:
             msg = f"waiting for NodeClaims to be created: {', '.join(missing)}"
-            return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
+            return _not_ready(ConditionReason.NODE_CLAIM_NOT_READY, msg, claims_ok=False)
         for claim in live:
             if claim.deleting:
                 msg = f"NodeClaim {claim.name} is being deleted; it will be replaced"
-                return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
+                return _not_ready(ConditionReason.NODE_CLAIM_NOT_READY, msg, claims_ok=False)
         for claim in live:
             if not claim.is_ready:
                 reason, message = claim_problem(claim)
@@ -107,12 +113,22 @@ class NodeClaimCapacity:
             workers.append(node_name)
         return Readiness(
             ready=True,
-            reason="NodesReady",
+            reason=ConditionReason.NODES_READY,
             message=f"{len(workers)} node(s) ready",
             worker_nodes=tuple(sorted(workers)),
             conditions=(
-                ("NodeClaimReady", "True", "NodeClaimsReady", "all NodeClaims are ready"),
-                ("NodesReady", "True", "NodesReady", "all nodes are ready with GPUs"),
+                new_condition(
+                    ConditionType.NODE_CLAIM_READY,
+                    ConditionStatus.TRUE,
+                    ConditionReason.NODE_CLAIMS_READY,
+                    "all NodeClaims are ready",
+                ),
+                new_condition(
+                    ConditionType.NODES_READY,
+                    ConditionStatus.TRUE,
+                    ConditionReason.NODES_READY,
+                    "all nodes are ready with GPUs",
+                ),
             ),
         )
 
@@ -134,12 +150,14 @@ def claim_problem(claim: NodeClaim) -> tuple[str, str]:
             continue
         reason = cond.reason
         message = cond.message or f"{type_}={cond.status}"
-        found.append((reason or "NodeClaimNotReady", f"{type_}: {message}"[:MESSAGE_LIMIT]))
+        found.append(
+            (reason or ConditionReason.NODE_CLAIM_NOT_READY, f"{type_}: {message}"[:MESSAGE_LIMIT])
+        )
         if reason not in _PLACEHOLDER_REASONS:
             return found[-1]
     if found:
         return found[0]
-    return "NodeClaimNotReady", "waiting for the provisioner to launch the node"
+    return ConditionReason.NODE_CLAIM_NOT_READY, "waiting for the provisioner to launch the node"
 
 
 def claim_gpus(claim: NodeClaim) -> int | None:
@@ -156,14 +174,17 @@ def _node_problem(
     node: Manifest | None, node_name: str, req: CapacityRequest, claim: NodeClaim
 ) -> tuple[str, str] | None:
     if not node_name or node is None:
-        return "NodeNotReady", f"node {node_name or '(not yet named)'} is not registered yet"
+        return (
+            ConditionReason.NODE_NOT_READY,
+            f"node {node_name or '(not yet named)'} is not registered yet",
+        )
     if not node_is_ready(node):
-        return "NodeNotReady", f"node {node_name} is not Ready"
+        return ConditionReason.NODE_NOT_READY, f"node {node_name} is not Ready"
     labels = (node.get("metadata") or {}).get("labels") or {}
     if req.instance_type and labels.get(LABEL_INSTANCE_TYPE) != req.instance_type:
         have = labels.get(LABEL_INSTANCE_TYPE, "(none)")
         return (
-            "NodeNotReady",
+            ConditionReason.NODE_NOT_READY,
             f"node {node_name} has instance type {have}, want {req.instance_type}",
         )
     gpus, need = node_gpus(node), max(req.gpus_per_node, 1)
@@ -179,7 +200,7 @@ def _node_problem(
                 f"the Workspace needs {need} per node",
             )
         return (
-            "NodePluginsNotReady",
+            ConditionReason.NODE_PLUGINS_NOT_READY,
             f"node {node_name} has {gpus} allocatable nvidia.com/gpu, need "
             f"{need} (waiting for the NVIDIA device plugin)",
         )
@@ -188,11 +209,21 @@ def _node_problem(
 
 def _not_ready(reason: str, message: str, *, claims_ok: bool) -> Readiness:
     claim_cond = (
-        ("NodeClaimReady", "True", "NodeClaimsReady", "all NodeClaims are ready")
+        new_condition(
+            ConditionType.NODE_CLAIM_READY,
+            ConditionStatus.TRUE,
+            ConditionReason.NODE_CLAIMS_READY,
+            "all NodeClaims are ready",
+        )
         if claims_ok
-        else ("NodeClaimReady", "False", reason, message)
+        else new_condition(ConditionType.NODE_CLAIM_READY, ConditionStatus.FALSE, reason, message)
     )
-    nodes_cond = ("NodesReady", "False", reason if claims_ok else "NodeNotReady", message)
+    nodes_cond = new_condition(
+        ConditionType.NODES_READY,
+        ConditionStatus.FALSE,
+        reason if claims_ok else ConditionReason.NODE_NOT_READY,
+        message,
+    )
     return Readiness(
         ready=False, reason=reason, message=message, conditions=(claim_cond, nodes_cond)
     )

@@ -12,6 +12,13 @@ from dataclasses import replace
 from typing import Any
 
 import yaml
+from kaito_api.conditions import (
+    Condition,
+    ConditionReason,
+    ConditionStatus,
+    ConditionType,
+    new_condition,
+)
 from kaito_api.labels import ANNOTATION_PERFORMANCE_MODE, PERFORMANCE_MODE_BALANCED
 from kaito_api.v1beta1 import Workspace
 from kaito_presets.presets import find_preset
@@ -35,7 +42,7 @@ from kaito_controller.reconcile.identity import ws_ref
 from kaito_controller.reconcile.observed import Observed
 from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.status import INFERENCE_READY, Cond, classify_pods, workload_ready
+from kaito_controller.status import classify_pods, workload_ready
 
 # Keys of the inference server's config file (packages/inference-server/README.md). The
 # server rejects unknown keys at start-up; checking here reports the mistake on the
@@ -228,10 +235,10 @@ def plan_inference(
     if not ready:
         return SubPlan(
             conditions=[
-                Cond(
-                    INFERENCE_READY,
-                    "False",
-                    "ResourceNotReady",
+                new_condition(
+                    ConditionType.INFERENCE_READY,
+                    ConditionStatus.FALSE,
+                    ConditionReason.RESOURCE_WAITING,
                     "waiting for the GPU nodes to be ready",
                 )
             ]
@@ -240,7 +247,11 @@ def plan_inference(
         user = user_config(ws, observed)
     except ConfigProblem as err:
         return SubPlan(
-            conditions=[Cond(INFERENCE_READY, "False", err.reason, err.message)],
+            conditions=[
+                new_condition(
+                    ConditionType.INFERENCE_READY, ConditionStatus.FALSE, err.reason, err.message
+                )
+            ],
             requeue_after=settings.resync_seconds,
         )
     assert ws.inference is not None and ws.inference.preset is not None
@@ -289,10 +300,10 @@ def plan_inference(
     have = observed.owned(workload["kind"], ws.name)
     ok, detail = workload_ready(have)
     if have is not None and ok and not deletes:
-        cond = Cond(
-            INFERENCE_READY,
-            "True",
-            "WorkspaceInferenceStatusSuccess",
+        cond = new_condition(
+            ConditionType.INFERENCE_READY,
+            ConditionStatus.TRUE,
+            ConditionReason.INFERENCE_READY,
             f"inference server ready: {detail}",
         )
         requeue = None
@@ -300,9 +311,19 @@ def plan_inference(
         problem = classify_pods([p for p in observed.pods if _owned_by_current(p, have)])
         if problem is not None:
             cond = _gated_hint(ws, sizing) if problem.reason in _START_FAILURES else None
-            cond = cond or Cond(INFERENCE_READY, "False", problem.reason, problem.message)
+            cond = cond or new_condition(
+                ConditionType.INFERENCE_READY,
+                ConditionStatus.FALSE,
+                problem.reason,
+                problem.message,
+            )
         else:
-            cond = Cond(INFERENCE_READY, "False", "WorkspaceInferenceStatusPending", detail)
+            cond = new_condition(
+                ConditionType.INFERENCE_READY,
+                ConditionStatus.FALSE,
+                ConditionReason.INFERENCE_PENDING,
+                detail,
+            )
         requeue = settings.not_ready_requeue_seconds
     return SubPlan(
         apply=[stamp(o) for o in objects], delete=deletes, conditions=[cond], requeue_after=requeue
@@ -311,10 +332,10 @@ def plan_inference(
 
 # Pod failures a gated model without an access token ends in: the server exits when the
 # Hugging Face download is refused.
-_START_FAILURES = frozenset({"ContainerCrashLoopBackOff", "ContainerStartError"})
+_START_FAILURES = frozenset({ConditionReason.CONTAINER_CRASH_LOOP, "ContainerStartError"})
 
 
-def _gated_hint(ws: Workspace, sizing: Sizing) -> Cond | None:
+def _gated_hint(ws: Workspace, sizing: Sizing) -> Condition | None:
     """``InferenceReady`` for a server that keeps failing while it serves a gated model and no
     ``modelAccessSecret`` is named (admitted with a warning): the likely cause, and the fix."""
     assert ws.inference is not None and ws.inference.preset is not None
@@ -324,10 +345,10 @@ def _gated_hint(ws: Workspace, sizing: Sizing) -> Cond | None:
     preset = find_preset(ws.inference.preset.name)
     if preset is None or not preset.needs_access_token:
         return None
-    return Cond(
-        INFERENCE_READY,
-        "False",
-        "ModelAccessSecretMissing",
+    return new_condition(
+        ConditionType.INFERENCE_READY,
+        ConditionStatus.FALSE,
+        ConditionReason.MODEL_ACCESS_SECRET_MISSING,
         f"inference.preset.presetOptions.modelAccessSecret: {sizing.model} is a gated Hugging "
         "Face model and the server cannot fetch its weights without a token; create a Secret "
         "with key HF_TOKEN from an account that accepted the licence and name it there",

@@ -12,11 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kaito_api.conditions import ConditionReason
+
 
 class SpecError(Exception):
     """The Workspace cannot be sized as written; ``field`` names the culprit."""
 
-    def __init__(self, field: str, message: str, *, reason: str = "InvalidSpec") -> None:
+    def __init__(
+        self, field: str, message: str, *, reason: str = ConditionReason.INVALID_SPEC
+    ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
