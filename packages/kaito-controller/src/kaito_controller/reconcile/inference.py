@@ -22,6 +22,7 @@ from kaito_api.conditions import (
 from kaito_api.labels import ANNOTATION_PERFORMANCE_MODE, PERFORMANCE_MODE_BALANCED
 from kaito_api.v1beta1 import Workspace
 from kaito_presets.presets import find_preset
+from kaito_presets.server_config_keys import SERVER_CONFIG_KEYS
 
 from kaito_controller.k8s.client import ObjectRef
 from kaito_controller.manifests.inference import (
@@ -44,19 +45,9 @@ from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
 from kaito_controller.status import classify_pods, workload_ready
 
-# Keys of the inference server's config file (packages/inference-server/README.md). The
-# server rejects unknown keys at start-up; checking here reports the mistake on the
-# Workspace instead of in a crash-looping pod.
-SERVER_CONFIG_KEYS = frozenset(
-    {
-        "model", "backend", "host", "port", "served_model_name", "adapters_dir",
-        "adapter_strengths", "allow_runtime_lora", "max_model_len", "dtype",
-        "tensor_parallel_size", "gpu_memory_utilization", "tool_call_parser",
-        "reasoning_parser", "chat_template", "trust_remote_code", "offline", "hf_token_file",
-        "api_keys_file", "max_concurrency", "max_waiting_requests", "vllm_engine_args",
-        "log_level", "log_format",
-    }
-)  # fmt: skip
+# SERVER_CONFIG_KEYS are the server's config-file keys, generated from its settings model
+# (hack/gen_server_config_keys.py). The server rejects unknown keys at start-up; checking here
+# reports the mistake on the Workspace instead of in a crash-looping pod.
 # Set by the controller from the Workspace; a user config cannot move them.
 CONTROLLER_KEYS = frozenset(
     {"model", "backend", "host", "port", "served_model_name", "adapters_dir"}
