@@ -12,7 +12,7 @@ import math
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
 from kaito_presets.estimator import GpuPlan, choose_dtype
 from kaito_presets.images import tuning_image_for
-from kaito_presets.presets import Preset, get_preset
+from kaito_presets.presets import Preset, Runtime, get_preset
 from kaito_presets.server_config import inference_server_config
 from kaito_presets.serving import plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
@@ -56,18 +56,14 @@ class PresetsCatalog:
         preset: str,
         instance_type: str | None,
         gpu_node: GpuNodeInfo | None,
-        runtime: str | None,
+        runtime: Runtime | None,
         max_model_len: int | None,
         count: int | None,
     ) -> Sizing:
         p = self._preset(preset, "inference.preset.name")
         sku = self._sku(instance_type, gpu_node)
-        if runtime not in (None, "vllm", "transformers"):
-            raise SpecError(
-                "metadata.annotations[kaito.sh/runtime]", f"{runtime!r} is not vllm or transformers"
-            )
         try:
-            plan = plan_inference(p, sku, runtime=runtime, context_length=max_model_len)  # type: ignore[arg-type]
+            plan = plan_inference(p, sku, runtime=runtime, context_length=max_model_len)
         except DoesNotFit as err:
             raise SpecError(
                 "resource.instanceType", str(err), reason="InsufficientGPUMemory"

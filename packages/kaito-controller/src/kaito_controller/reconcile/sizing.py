@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kaito_api.conditions import ConditionReason
+from kaito_presets.presets import Runtime
 
 
 class SpecError(Exception):
@@ -68,7 +69,7 @@ class Catalog(Protocol):
         preset: str,
         instance_type: str | None,
         gpu_node: GpuNodeInfo | None,
-        runtime: str | None,
+        runtime: Runtime | None,
         max_model_len: int | None,
         count: int | None,
     ) -> Sizing: ...

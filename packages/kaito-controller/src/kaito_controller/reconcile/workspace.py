@@ -28,6 +28,7 @@ from kaito_api.conditions import (
 )
 from kaito_api.labels import ANNOTATION_NODE_IMAGE_FAMILY, FINALIZER_WORKSPACE, LABEL_WORKSPACE
 from kaito_api.v1beta1 import Workspace
+from kaito_presets.runtime import RUNTIME_FIELD, runtime_of
 
 from kaito_controller.capacity import (
     ByoCapacity,
@@ -187,8 +188,10 @@ def _size(ws: Workspace, observed: Observed, ctx: Context) -> Sizing:
         raise SpecError(
             "inference.template", "custom pod templates are not supported yet; use a preset"
         )
-    annotations = ws.metadata.annotations or {}
-    runtime = annotations.get("kaito.sh/runtime")
+    try:
+        runtime = runtime_of(ws)
+    except ValueError as err:
+        raise SpecError(RUNTIME_FIELD, str(err)) from err
     try:
         max_len = inference_plan.user_config(ws, observed).get("max_model_len")
     except inference_plan.ConfigProblem:
