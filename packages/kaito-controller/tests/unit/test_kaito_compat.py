@@ -14,9 +14,9 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from kaito_controller.handlers.operator import _read_configmaps
-from kaito_controller.handlers.reconciler import Reconciler
-from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.engine.executor import Reconciler
+from kaito_controller.engine.workers import Runtime
+from kaito_controller.handlers.kopf_handlers import _read_configmaps
 from kaito_controller.k8s.memory import MemoryKubeClient
 from kaito_controller.reconcile.catalog import PresetsCatalog
 from kaito_controller.reconcile.inference import server_config

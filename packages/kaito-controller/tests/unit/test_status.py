@@ -13,15 +13,8 @@ from typing import Any
 import pytest
 from kaito_api.conditions import Condition, new_condition
 
-from kaito_controller.status import (
-    classify_pod,
-    classify_pods,
-    job_state,
-    merge_conditions,
-    phase_durations,
-    summary_state,
-    workload_ready,
-)
+from kaito_controller.status import merge_conditions, phase_durations, summary_state
+from kaito_controller.workload_state import classify_pod, classify_pods, job_state, workload_ready
 
 
 def pod(name: str = "p", **status: Any) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from kaito_controller.reconcile.identity import ws_ref
 from kaito_controller.reconcile.observed import Observed
 from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.status import classify_pods, workload_ready
+from kaito_controller.workload_state import classify_pods, workload_ready
 
 # SERVER_CONFIG_KEYS are the server's config-file keys, generated from its settings model
 # (hack/gen_server_config_keys.py). The server rejects unknown keys at start-up; checking here

@@ -34,7 +34,7 @@ from kaito_controller.reconcile.identity import ws_ref
 from kaito_controller.reconcile.observed import Observed
 from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.status import classify_pods, job_state
+from kaito_controller.workload_state import classify_pods, job_state
 
 
 def _pending(reason: str, message: str, requeue: float | None = None) -> SubPlan:
