@@ -14,7 +14,7 @@ from kaito_controller.engine.executor import Reconciler
 from kaito_controller.k8s.memory import MemoryKubeClient
 from kaito_controller.reconcile.catalog import PresetsCatalog
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.testing import satisfy
+from kaito_controller.testing import satisfy_all
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 NS, NAME = "default", "workspace-phi-3-mini"
@@ -28,10 +28,7 @@ async def _reconciled(example: Callable[..., dict[str, Any]], annotation: str) -
     settings = ControllerSettings(webhook_enabled=False, release_namespace="kaito-workspace")
     rec = Reconciler(client, settings, PresetsCatalog(), clock=lambda: NOW)
     await rec.reconcile(NS, NAME)
-    for claim in client.of_kind("NodeClaim"):
-        ready, node = satisfy(claim)
-        client.put(ready)
-        client.put(node)
+    satisfy_all(client)
     await rec.reconcile(NS, NAME)
     return client
 

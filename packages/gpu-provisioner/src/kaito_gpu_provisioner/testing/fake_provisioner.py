@@ -41,11 +41,22 @@ class FakeNodeProvisioner:
     instances: dict[str, Instance] = field(default_factory=dict[str, Instance])
     """What the fake cloud has, by claim name (tests may add orphans here)."""
 
+    def _raise_injected(self, attribute: str) -> None:
+        """Raise the error injected for the next call of one method, once."""
+        err: ProvisionerError | None = getattr(self, attribute)
+        if err is not None:
+            setattr(self, attribute, None)
+            raise err
+
+    def _instance(self, claim_name: str) -> Instance:
+        instance = self.instances.get(claim_name)
+        if instance is None:
+            raise NodeClaimNotFound(f"fake: {claim_name} has no capacity")
+        return instance
+
     async def create(self, claim: NodeClaim) -> Instance:
         self.create_calls.append(claim)
-        if (err := self.next_create_error) is not None:
-            self.next_create_error = None
-            raise err
+        self._raise_injected("next_create_error")
         existing = self.instances.get(claim.name)
         if existing is not None:  # idempotent: adopt what an earlier call launched
             return existing
@@ -68,12 +79,8 @@ class FakeNodeProvisioner:
 
     async def delete(self, claim: NodeClaim) -> None:
         self.delete_calls.append(claim)
-        if (err := self.next_delete_error) is not None:
-            self.next_delete_error = None
-            raise err
-        instance = self.instances.get(claim.name)
-        if instance is None:
-            raise NodeClaimNotFound(f"fake: {claim.name} has no capacity")
+        self._raise_injected("next_delete_error")
+        instance = self._instance(claim.name)
         if instance.deleting:  # the second call finds it gone
             del self.instances[claim.name]
             raise NodeClaimNotFound(f"fake: {claim.name} was deleted")
@@ -81,13 +88,8 @@ class FakeNodeProvisioner:
 
     async def get(self, claim_name: str) -> Instance:
         self.get_calls.append(claim_name)
-        if (err := self.next_get_error) is not None:
-            self.next_get_error = None
-            raise err
-        instance = self.instances.get(claim_name)
-        if instance is None:
-            raise NodeClaimNotFound(f"fake: {claim_name} has no capacity")
-        return instance
+        self._raise_injected("next_get_error")
+        return self._instance(claim_name)
 
     async def list(self) -> Sequence[Instance]:
         self.list_calls += 1
