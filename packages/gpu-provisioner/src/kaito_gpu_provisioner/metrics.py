@@ -6,7 +6,8 @@ with, is the first thing to look at when Workspaces wait for nodes, and it shoul
 each provider remembering to measure itself. :func:`decorate` wraps a provider; every call is
 timed and every ``ProvisionerError`` counted by method and reason. The numbers are kept in
 :class:`ProvisionerMetrics` (no Prometheus dependency here); :meth:`ProvisionerMetrics.render`
-writes them in the Prometheus text format under Karpenter's metric names.
+writes them in the Prometheus text format under Karpenter's metric names, and the operator's
+liveness endpoint (``/healthz``) reports :meth:`ProvisionerMetrics.summary` through a kopf probe.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kaito_api.nodeclaim import NodeClaim
 
@@ -42,6 +43,17 @@ class ProvisionerMetrics:
         if error is not None:
             self.errors[(provider, method, error)] += 1
 
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per method: calls, seconds and errors by reason (what the liveness probe reports)."""
+        out: dict[str, dict[str, Any]] = {}
+        for (_, method), calls in sorted(self.calls.items()):
+            entry = out.setdefault(method, {"calls": 0, "seconds": 0.0, "errors": {}})
+            entry["calls"] += calls
+            entry["seconds"] = round(entry["seconds"] + self.seconds[(_, method)], 3)
+        for (_, method, error), n in sorted(self.errors.items()):
+            out[method]["errors"][error] = out[method]["errors"].get(error, 0) + n
+        return out
+
     def render(self) -> str:
         """The Prometheus text exposition (a summary's _count/_sum, and a counter)."""
         lines = [f"# TYPE {DURATION} summary"]
@@ -63,10 +75,10 @@ class MeteredNodeProvisioner:
     inner: NodeProvisioner
     metrics: ProvisionerMetrics
     clock: Callable[[], float] = time.monotonic
+    name: str = field(init=False)
 
-    @property
-    def name(self) -> str:
-        return self.inner.name
+    def __post_init__(self) -> None:
+        self.name = self.inner.name
 
     async def _measure(self, method: str, call: Awaitable[T]) -> T:
         start = self.clock()

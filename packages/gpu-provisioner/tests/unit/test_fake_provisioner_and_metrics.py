@@ -96,3 +96,16 @@ async def test_termination_deletes_until_the_capacity_is_gone() -> None:
     assert metrics.errors == {("fake", "Delete", "NotFound"): 1}
     fake.reset()
     assert (fake.create_calls, fake.delete_calls, fake.instances) == ([], [], {})
+
+
+async def test_summary_groups_calls_seconds_and_errors_by_method() -> None:
+    kube, fake, metrics, controller = setup()
+    body = nodeclaim()
+    kube.nodeclaims[body["metadata"]["name"]] = body
+    fake.next_create_error = QuotaExceeded("no cores")
+    await controller.reconcile(body)
+    await controller.reconcile(kube.nodeclaims["ws1a2b3c4d5"])
+
+    assert metrics.summary() == {
+        "Create": {"calls": 2, "seconds": 2.0, "errors": {"QuotaExceeded": 1}},
+    }
