@@ -55,10 +55,11 @@ generate: ## Regenerate CRDs and chart schemas from the models
 	cp packages/tuning-job/src/kaito_tuning/templates/lora-params.yaml packages/tuning-job/src/kaito_tuning/templates/qlora-params.yaml charts/kaito-workspace/files/tuning/
 	$(UV) run --frozen python hack/gen_values_schema.py charts/kaito-workspace charts/gpu-provisioner
 	$(UV) run --frozen python -m kaito_presets.plans_table packages/presets/README.md
+	$(UV) run --frozen python hack/gen_server_config_keys.py
 
 .PHONY: verify
 verify: generate ## Fail when generated files drift from what is committed, or uv.lock is stale
-	git diff --exit-code -- charts packages/presets/README.md
+	git diff --exit-code -- charts packages/presets/README.md packages/presets/src/kaito_presets/server_config_keys.py
 	$(UV) lock --check
 	$(UV) lock --project runtimes/cu12 --check
 

@@ -87,4 +87,20 @@ def test_helm_sets_are_chart_values() -> None:
 
 @pytest.mark.parametrize("reason", sorted(troubleshooting_reasons(TEXT)))
 def test_troubleshooting_reason_is_set_by_the_code(reason: str) -> None:
-    assert f'"{reason}"' in source_strings(), f"{reason} is in the guide but set nowhere"
+    """Set as a literal, or as a member of kaito_api.conditions' vocabulary that an operator
+    uses (``ConditionReason.NODES_READY``)."""
+    from kaito_api import conditions
+
+    source = source_strings()
+    members = [
+        f"{vocabulary.__name__}.{member.name}"
+        for vocabulary in (
+            conditions.ConditionType,
+            conditions.NodeClaimConditionType,
+            conditions.ConditionReason,
+        )
+        for member in vocabulary
+        if member.value == reason
+    ]
+    used = f'"{reason}"' in source or any(m in source for m in members)
+    assert used, f"{reason} is in the guide but set nowhere (members: {members})"

@@ -1,22 +1,24 @@
-"""A read-only, validated view of a `karpenter.sh/v1` NodeClaim as the provisioner needs it.
+"""Parsing a `karpenter.sh/v1` NodeClaim into kaito_api's typed model, and the facts the
+providers derive from it.
 
-Why: kopf hands handlers raw dictionaries, and the providers need the same handful of facts
-(instance type, labels, taints, storage request, providerID) with clear errors when the claim
-is unusable. Parsing happens once here; providers never dig through raw dicts. Errors name the
-field, e.g. ``spec.requirements: no 'node.kubernetes.io/instance-type' requirement``.
+Why: kopf hands handlers raw dictionaries; the controller that writes the claims and this
+provisioner share one model (``kaito_api.nodeclaim.NodeClaim``), parsed once here, so providers
+never dig through raw dicts. Errors name the field, e.g. ``spec.requirements: no
+'node.kubernetes.io/instance-type' requirement``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from kaito_api import labels as wk
+from kaito_api.nodeclaim import NodeClaim, Taint
+from pydantic import ValidationError
 
-from kaito_gpu_provisioner.provisioner import InvalidNodeClaim
+from kaito_gpu_provisioner.provisioner import Instance, InvalidNodeClaim
 
 GROUP = "karpenter.sh"
 VERSION = "v1"
@@ -40,108 +42,73 @@ _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei"
 _DECIMAL = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
 
-@dataclass(frozen=True)
-class Taint:
-    """A node taint as the NodeClaim spec writes it."""
-
-    key: str
-    effect: str
-    value: str = ""
-
-    def to_k8s(self) -> dict[str, str]:
-        out = {"key": self.key, "effect": self.effect}
-        if self.value:
-            out["value"] = self.value
-        return out
-
-    def to_aks(self) -> str:
-        """AKS ``nodeTaints`` syntax: ``key=value:Effect``."""
-        return f"{self.key}={self.value}:{self.effect}"
+def parse_nodeclaim(body: Mapping[str, Any]) -> NodeClaim:
+    """The typed NodeClaim of a kopf body or API JSON; raises InvalidNodeClaim naming the field."""
+    try:
+        claim = NodeClaim.model_validate(body)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidNodeClaim(f"{where}: {first['msg']}") from err
+    if not claim.name:
+        raise InvalidNodeClaim("metadata.name: a NodeClaim needs a name")
+    return claim
 
 
-@dataclass(frozen=True)
-class NodeClaimView:
-    """The facts of one NodeClaim the provisioner acts on. Build it with `from_body`."""
+def claim_for_instance(instance: Instance) -> NodeClaim:
+    """A NodeClaim standing for capacity whose claim is gone (garbage collection), as
+    Karpenter's ``CloudProvider.List`` turns instances back into NodeClaims."""
+    requirements = (
+        [{"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [instance.instance_type]}]
+        if instance.instance_type
+        else []
+    )
+    return NodeClaim.model_validate(
+        {
+            "metadata": {"name": instance.claim_name},
+            "spec": {
+                "nodeClassRef": {
+                    "group": KAITO_NODE_CLASS[0],
+                    "kind": KAITO_NODE_CLASS[1],
+                    "name": "default",
+                },
+                "requirements": requirements,
+            },
+            "status": {"providerID": instance.provider_id, "nodeName": instance.node_name},
+        }
+    )
 
-    name: str
-    uid: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict[str, str])
-    annotations: Mapping[str, str] = field(default_factory=dict[str, str])
-    instance_types: Sequence[str] = ()
-    taints: Sequence[Taint] = ()
-    startup_taints: Sequence[Taint] = ()
-    storage_request: str | None = None
-    node_class: tuple[str, str] = ("", "")
-    provider_id: str = ""
-    node_name: str = ""
-    created_at: datetime | None = None
-    deleted_at: datetime | None = None
-    generation: int = 0
-    conditions: Sequence[Mapping[str, Any]] = ()
-    capacity: Mapping[str, str] = field(default_factory=dict[str, str])
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> NodeClaimView:
-        """Parse a NodeClaim dict (kopf body or API JSON). Raises InvalidNodeClaim on bad shapes."""
-        meta: Mapping[str, Any] = body.get("metadata") or {}
-        spec: Mapping[str, Any] = body.get("spec") or {}
-        status: Mapping[str, Any] = body.get("status") or {}
-        name = str(meta.get("name") or "")
-        if not name:
-            raise InvalidNodeClaim("metadata.name: a NodeClaim needs a name")
-        ref: Mapping[str, Any] = spec.get("nodeClassRef") or {}
-        return cls(
-            name=name,
-            uid=str(meta.get("uid") or ""),
-            labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
-            annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
-            instance_types=_instance_types(spec.get("requirements") or []),
-            taints=_taints(spec.get("taints") or [], "spec.taints"),
-            startup_taints=_taints(spec.get("startupTaints") or [], "spec.startupTaints"),
-            storage_request=_storage(spec),
-            node_class=(str(ref.get("group") or ""), str(ref.get("kind") or "")),
-            provider_id=str(status.get("providerID") or ""),
-            node_name=str(status.get("nodeName") or ""),
-            created_at=parse_time(meta.get("creationTimestamp")),
-            deleted_at=parse_time(meta.get("deletionTimestamp")),
-            generation=int(meta.get("generation") or 0),
-            conditions=list(status.get("conditions") or []),
-            capacity={str(k): str(v) for k, v in (status.get("capacity") or {}).items()},
+def required_instance_type(claim: NodeClaim) -> str:
+    """The first instance-type value; raises InvalidNodeClaim if there is none."""
+    if not claim.instance_types:
+        raise InvalidNodeClaim(
+            f"spec.requirements: nodeclaim {claim.name!r} has no "
+            f"{INSTANCE_TYPE_LABEL!r} requirement with operator In and a value"
         )
+    return claim.instance_types[0]
 
-    @property
-    def deleting(self) -> bool:
-        return self.deleted_at is not None
 
-    @property
-    def instance_type(self) -> str:
-        """The first instance-type value; raises InvalidNodeClaim if there is none."""
-        if not self.instance_types:
-            raise InvalidNodeClaim(
-                f"spec.requirements: nodeclaim {self.name!r} has no "
-                f"{INSTANCE_TYPE_LABEL!r} requirement with operator In and a value"
-            )
-        return self.instance_types[0]
+def storage_bytes(claim: NodeClaim) -> int:
+    """``spec.resources.requests.storage`` in bytes; raises if absent or not positive."""
+    if claim.storage_request is None:
+        raise InvalidNodeClaim(
+            f"spec.resources.requests.storage: nodeclaim {claim.name!r} has no storage request"
+        )
+    value = parse_quantity(claim.storage_request, "spec.resources.requests.storage")
+    if value <= 0:
+        raise InvalidNodeClaim(
+            f"spec.resources.requests.storage: must be positive, got {claim.storage_request!r}"
+        )
+    return value
 
-    def storage_bytes(self) -> int:
-        """``spec.resources.requests.storage`` in bytes; raises if absent or not positive."""
-        if self.storage_request is None:
-            raise InvalidNodeClaim(
-                f"spec.resources.requests.storage: nodeclaim {self.name!r} has no storage request"
-            )
-        value = parse_quantity(self.storage_request, "spec.resources.requests.storage")
-        if value <= 0:
-            raise InvalidNodeClaim(
-                f"spec.resources.requests.storage: must be positive, got {self.storage_request!r}"
-            )
-        return value
 
-    def condition(self, type_: str) -> Mapping[str, Any] | None:
-        return next((c for c in self.conditions if c.get("type") == type_), None)
-
-    def is_true(self, type_: str) -> bool:
-        cond = self.condition(type_)
-        return cond is not None and cond.get("status") == "True"
+def taint_dict(taint: Taint) -> dict[str, str]:
+    """A taint as the Node spec writes it (no empty value)."""
+    out = {"key": taint.key, "effect": taint.effect}
+    if taint.value:
+        out["value"] = taint.value
+    return out
 
 
 def is_managed(body: Mapping[str, Any]) -> bool:
@@ -176,26 +143,3 @@ def parse_time(value: object) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def _instance_types(requirements: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    for req in requirements:
-        if req.get("key") == INSTANCE_TYPE_LABEL and req.get("operator") == "In":
-            return tuple(str(v) for v in req.get("values") or [])
-    return ()
-
-
-def _taints(raw: Sequence[Mapping[str, Any]], field_name: str) -> tuple[Taint, ...]:
-    out: list[Taint] = []
-    for i, item in enumerate(raw):
-        key, effect = item.get("key"), item.get("effect")
-        if not key or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute"):
-            raise InvalidNodeClaim(f"{field_name}[{i}]: needs a key and a valid effect, got {item}")
-        out.append(Taint(key=str(key), effect=str(effect), value=str(item.get("value") or "")))
-    return tuple(out)
-
-
-def _storage(spec: Mapping[str, Any]) -> str | None:
-    requests: Mapping[str, Any] = (spec.get("resources") or {}).get("requests") or {}
-    value = requests.get("storage")
-    return None if value is None else str(value)

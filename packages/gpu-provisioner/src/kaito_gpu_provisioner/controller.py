@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kaito_api.nodeclaim import NodeClaim
+
 from kaito_gpu_provisioner import drain, gc, lifecycle
-from kaito_gpu_provisioner.claims import NodeClaimView, is_managed
+from kaito_gpu_provisioner.claims import claim_for_instance, is_managed, parse_nodeclaim
 from kaito_gpu_provisioner.kube import KubeAPI
 from kaito_gpu_provisioner.provisioner import (
     Instance,
@@ -66,7 +68,7 @@ class NodeClaimController:
 
     async def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         """Launch if needed, then advance Registered/Initialized/Ready; write status."""
-        claim = NodeClaimView.from_body(body)
+        claim = parse_nodeclaim(body)
         instance: Instance | None = None
         error: ProvisionerError | None = None
         if not (claim.is_true(lifecycle.REGISTERED) and claim.node_name):
@@ -103,7 +105,7 @@ class NodeClaimController:
             delay = self.timing.failure_retry
         return Outcome(False, max(delay, 0.1), f"{error.reason}: {error.message}")
 
-    async def _lost_node(self, claim: NodeClaimView) -> Outcome:
+    async def _lost_node(self, claim: NodeClaim) -> Outcome:
         """A registered claim whose Node vanished: if the capacity is gone too, delete the claim.
 
         KAITO then creates a replacement (Karpenter's NodeClaim garbage collection).
@@ -118,7 +120,7 @@ class NodeClaimController:
 
     async def terminate(self, body: Mapping[str, Any]) -> float | None:
         """One step of deletion: drain, delete capacity, delete node. None when finished."""
-        claim = NodeClaimView.from_body(body)
+        claim = parse_nodeclaim(body)
         node = await self.kube.get_node(claim.node_name) if claim.node_name else None
         if node is not None and not await self._drained(claim, node):
             return self.timing.sync
@@ -135,7 +137,7 @@ class NodeClaimController:
             return err.retry_after if err.retry_after is not None else self.timing.sync
         return self.timing.sync
 
-    async def _drained(self, claim: NodeClaimView, node: Mapping[str, Any]) -> bool:
+    async def _drained(self, claim: NodeClaim, node: Mapping[str, Any]) -> bool:
         patch = drain.cordon_patch(node)
         if patch is not None:
             await self.kube.patch_node(claim.node_name, patch)
@@ -162,7 +164,7 @@ class NodeClaimController:
         collected: list[str] = []
         for inst in doomed:
             try:
-                await self.provisioner.delete(NodeClaimView(name=inst.claim_name))
+                await self.provisioner.delete(claim_for_instance(inst))
             except NodeClaimNotFound:
                 collected.append(inst.claim_name)
             except ProvisionerError as err:

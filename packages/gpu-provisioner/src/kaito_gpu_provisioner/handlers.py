@@ -26,6 +26,7 @@ import kopf
 from kaito_gpu_provisioner.claims import FINALIZER, GROUP, PLURAL, VERSION, is_managed
 from kaito_gpu_provisioner.controller import NodeClaimController
 from kaito_gpu_provisioner.lifecycle import READY
+from kaito_gpu_provisioner.metrics import ProvisionerMetrics
 from kaito_gpu_provisioner.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 await task
         for close in memo.get("closers", []):
             await close()
+
+    @kopf.on.probe(id="provisioner", registry=registry)
+    def provisioner_calls(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+        # The NodeProvisioner's calls, seconds and errors by reason, on /healthz.
+        metrics: ProvisionerMetrics | None = memo.get("metrics")
+        return metrics.summary() if metrics is not None else {}
 
     @kopf.on.resume(*RESOURCE, registry=registry, when=_managed)
     @kopf.on.create(*RESOURCE, registry=registry, when=_managed)

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kaito_api.conditions import NodeClaimConditionType, new_condition, set_condition
+from kaito_api.nodeclaim import NodeClaim, Taint
+
 from kaito_gpu_provisioner.claims import (
     GPU_RESOURCE,
     GROUP,
@@ -27,12 +30,16 @@ from kaito_gpu_provisioner.claims import (
     KIND,
     REGISTERED_LABEL,
     VERSION,
-    NodeClaimView,
-    Taint,
+    taint_dict,
 )
 from kaito_gpu_provisioner.provisioner import Instance, LaunchPending, ProvisionerError
 
-LAUNCHED, REGISTERED, INITIALIZED, READY = "Launched", "Registered", "Initialized", "Ready"
+LAUNCHED, REGISTERED, INITIALIZED, READY = (
+    NodeClaimConditionType.LAUNCHED,
+    NodeClaimConditionType.REGISTERED,
+    NodeClaimConditionType.INITIALIZED,
+    NodeClaimConditionType.READY,
+)
 DEPENDENTS = (LAUNCHED, REGISTERED, INITIALIZED)
 # Karpenter truncates cloud messages on conditions (gpu-provisioner raised it to 800); the CRD
 # allows 32768. 800 keeps a full ARM error while bounding status size.
@@ -48,19 +55,6 @@ class Decision:
     node_patch: dict[str, Any] | None
     """Merge patch for the Node (registration/initialization labels, taints, owner), if any."""
     ready: bool
-
-
-def condition(
-    type_: str, status: str, reason: str, message: str, *, now: datetime, generation: int
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:MAX_MESSAGE],
-        "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "observedGeneration": generation,
-    }
 
 
 def launched_condition(
@@ -90,7 +84,7 @@ def registered_condition(launched: bool, node: Mapping[str, Any] | None) -> tupl
 def initialized_condition(
     registered: bool,
     node: Mapping[str, Any] | None,
-    claim: NodeClaimView,
+    claim: NodeClaim,
     capacity: Mapping[str, str],
 ) -> tuple[str, str, str]:
     if not registered or node is None:
@@ -119,7 +113,7 @@ def root_condition(statuses: Mapping[str, str]) -> tuple[str, str, str]:
 
 
 def next_status(
-    claim: NodeClaimView,
+    claim: NodeClaim,
     *,
     instance: Instance | None,
     launch_error: ProvisionerError | None,
@@ -168,7 +162,7 @@ def next_status(
 
 
 def registration_patch(
-    claim: NodeClaimView, node: Mapping[str, Any] | None, *, initialized: bool
+    claim: NodeClaim, node: Mapping[str, Any] | None, *, initialized: bool
 ) -> dict[str, Any] | None:
     """Node merge patch that Karpenter's registration/initialization would apply, or None.
 
@@ -205,7 +199,7 @@ def registration_patch(
     return patch or None
 
 
-def claim_labels(claim: NodeClaimView, instance: Instance | None) -> dict[str, str]:
+def claim_labels(claim: NodeClaim, instance: Instance | None) -> dict[str, str]:
     """Labels Karpenter adds to a launched claim (missing ones only): the instance type, which
     ``kubectl get nodeclaims`` shows in its TYPE column."""
     if instance is None or not instance.instance_type:
@@ -226,37 +220,33 @@ def _merged_taints(
     have: Sequence[Mapping[str, Any]], want: Sequence[Taint]
 ) -> list[dict[str, Any]] | None:
     present = {(t.get("key"), t.get("effect")) for t in have}
-    missing = [t.to_k8s() for t in want if (t.key, t.effect) not in present]
+    missing = [taint_dict(t) for t in want if (t.key, t.effect) not in present]
     if not missing:
         return None
     return [dict(t) for t in have] + missing
 
 
-def _status_of(claim: NodeClaimView, type_: str) -> str:
+def _status_of(claim: NodeClaim, type_: str) -> str:
     cond = claim.condition(type_)
-    return str(cond.get("status")) if cond else ""
+    return str(cond.status) if cond else ""
 
 
 def _merge_conditions(
-    claim: NodeClaimView, wanted: Mapping[str, tuple[str, str, str]], *, now: datetime
+    claim: NodeClaim, wanted: Mapping[str, tuple[str, str, str]], *, now: datetime
 ) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    """kaito_api's set_condition over the claim's conditions (transition times kept while a
+    status holds, other conditions left in place), written back as JSON."""
+    conditions = claim.conditions
     for type_, (status, reason, message) in wanted.items():
-        new = condition(type_, status, reason, message, now=now, generation=claim.generation)
-        old = claim.condition(type_)
-        if old is not None and old.get("status") == status and old.get("lastTransitionTime"):
-            new["lastTransitionTime"] = old["lastTransitionTime"]
-        out.append(new)
-    known = set(wanted)
-    out.extend(dict(c) for c in claim.conditions if c.get("type") not in known)
-    return out
+        new = new_condition(
+            type_, status, reason, message[:MAX_MESSAGE], generation=claim.generation
+        )
+        conditions = set_condition(conditions, new, now)
+    return [c.model_dump(mode="json", exclude_none=True) for c in conditions]
 
 
-def _unchanged(claim: NodeClaimView, status: Mapping[str, Any]) -> bool:
-    old = {
-        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-        for c in claim.conditions
-    }
+def _unchanged(claim: NodeClaim, status: Mapping[str, Any]) -> bool:
+    old = {(c.type, str(c.status), c.reason, c.message) for c in claim.conditions}
     new = {(c["type"], c["status"], c["reason"], c["message"]) for c in status["conditions"]}
     return (
         old == new

@@ -24,6 +24,7 @@ from kaito_gpu_provisioner import handlers
 from kaito_gpu_provisioner.controller import NodeClaimController, Timing
 from kaito_gpu_provisioner.kube import POOL_SIZE, ApiKube, KubeAPI
 from kaito_gpu_provisioner.leases import ApiLeaseStore, lead, stop_on_signals
+from kaito_gpu_provisioner.metrics import ProvisionerMetrics, decorate
 from kaito_gpu_provisioner.provisioner import NodeProvisioner
 from kaito_gpu_provisioner.settings import Settings
 
@@ -52,8 +53,13 @@ def build_provisioner(
     return KwokNodeProvisioner(kube, delay_seconds=settings.kwok_delay_seconds), []
 
 
-def build_controller(settings: Settings, kube: KubeAPI) -> tuple[NodeClaimController, list[Any]]:
+def build_controller(
+    settings: Settings, kube: KubeAPI, metrics: ProvisionerMetrics | None = None
+) -> tuple[NodeClaimController, list[Any]]:
+    """The NodeClaim controller over the configured provider, measured into ``metrics``."""
     provisioner, closers = build_provisioner(settings, kube)
+    if metrics is not None:
+        provisioner = decorate(provisioner, metrics)
     timing = Timing(
         sync=settings.sync_interval_seconds,
         resync=settings.resync_interval_seconds,
@@ -94,13 +100,14 @@ async def run(
             remove_handlers()
         if election is None:
             return  # asked to stop while following
-    controller, closers = build_controller(settings, kube)
+    metrics = ProvisionerMetrics()
+    controller, closers = build_controller(settings, kube, metrics)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
     await kopf.operator(
         registry=registry,
-        memo=kopf.Memo(controller=controller, closers=closers),
+        memo=kopf.Memo(controller=controller, closers=closers, metrics=metrics),
         standalone=True,
         clusterwide=True,
         liveness_endpoint=liveness,

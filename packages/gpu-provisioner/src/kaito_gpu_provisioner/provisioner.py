@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from kaito_gpu_provisioner.claims import NodeClaimView
+    from kaito_api.nodeclaim import NodeClaim
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class NodeProvisioner(Protocol):
 
     name: str
 
-    async def create(self, claim: NodeClaimView) -> Instance:
+    async def create(self, claim: NodeClaim) -> Instance:
         """Launch (or adopt) the capacity for ``claim``; return it once its Node exists.
 
         Raises:
@@ -60,7 +60,7 @@ class NodeProvisioner(Protocol):
         """
         ...
 
-    async def delete(self, claim: NodeClaimView) -> None:
+    async def delete(self, claim: NodeClaim) -> None:
         """Start or continue deleting the capacity of ``claim``.
 
         Raises:

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 from claimfactory import nodeclaim
+from kaito_api.nodeclaim import NodeClaim
 from kaito_gpu_provisioner.azure.client import build_azure_provisioner
 from kaito_gpu_provisioner.azure.provisioner import AzureNodeProvisioner
-from kaito_gpu_provisioner.claims import NodeClaimView
+from kaito_gpu_provisioner.claims import parse_nodeclaim
 from kaito_gpu_provisioner.provisioner import (
     AuthenticationFailed,
     CloudError,
@@ -76,8 +77,8 @@ async def provider(server: ArmServer, kube: MemoryKube) -> AsyncIterator[AzureNo
     await close()
 
 
-def claim(name: str = "ws1a2b3c4d5", **kw: Any) -> NodeClaimView:
-    return NodeClaimView.from_body(nodeclaim(name=name, **kw))
+def claim(name: str = "ws1a2b3c4d5", **kw: Any) -> NodeClaim:
+    return parse_nodeclaim(nodeclaim(name=name, **kw))
 
 
 async def test_create_get_list_delete_through_the_sdk(

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from claimfactory import nodeclaim
-from kaito_gpu_provisioner.claims import NodeClaimView
+from kaito_api.nodeclaim import NodeClaim
+from kaito_gpu_provisioner.claims import parse_nodeclaim
 from kaito_gpu_provisioner.controller import NodeClaimController, Timing
 from kaito_gpu_provisioner.local.host.agent import Agent
 from kaito_gpu_provisioner.local.host.server import make_app
@@ -104,8 +105,8 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
             await asyncio.wait(others, timeout=10)
 
 
-def view(name: str = "ws1", **kwargs: Any) -> NodeClaimView:
-    return NodeClaimView.from_body(nodeclaim(name, **kwargs))
+def view(name: str = "ws1", **kwargs: Any) -> NodeClaim:
+    return parse_nodeclaim(nodeclaim(name, **kwargs))
 
 
 # --- create -------------------------------------------------------------------------

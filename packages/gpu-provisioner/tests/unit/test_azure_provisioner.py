@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from claimfactory import nodeclaim
+from kaito_api.nodeclaim import NodeClaim
 from kaito_gpu_provisioner.azure.fake_agentpools import InMemoryAgentPools, http_error
 from kaito_gpu_provisioner.azure.provisioner import AzureNodeProvisioner
-from kaito_gpu_provisioner.claims import NodeClaimView
+from kaito_gpu_provisioner.claims import parse_nodeclaim
 from kaito_gpu_provisioner.provisioner import (
     InvalidNodeClaim,
     LaunchPending,
@@ -48,8 +49,8 @@ def provider(pools: InMemoryAgentPools, kube: MemoryKube) -> AzureNodeProvisione
     )
 
 
-def claim(**kw: Any) -> NodeClaimView:
-    return NodeClaimView.from_body(nodeclaim(**kw))
+def claim(**kw: Any) -> NodeClaim:
+    return parse_nodeclaim(nodeclaim(**kw))
 
 
 async def test_create_sends_one_node_pool_shaped_from_the_claim(

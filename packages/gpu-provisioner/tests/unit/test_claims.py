@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import pytest
 from claimfactory import nodeclaim
-from kaito_gpu_provisioner.claims import NodeClaimView, is_managed, parse_quantity
+from kaito_gpu_provisioner.azure.pools import aks_taint
+from kaito_gpu_provisioner.claims import (
+    is_managed,
+    parse_nodeclaim,
+    parse_quantity,
+    required_instance_type,
+    storage_bytes,
+)
 from kaito_gpu_provisioner.provisioner import InvalidNodeClaim
 
 
 def test_parses_controller_nodeclaim() -> None:
-    claim = NodeClaimView.from_body(nodeclaim())
-    assert claim.instance_type == "Standard_NC6s_v3"
-    assert claim.storage_bytes() == 120 * 2**30
-    assert claim.taints[0].to_aks() == "sku=gpu:NoSchedule"
+    claim = parse_nodeclaim(nodeclaim())
+    assert required_instance_type(claim) == "Standard_NC6s_v3"
+    assert storage_bytes(claim) == 120 * 2**30
+    assert aks_taint(claim.taints[0]) == "sku=gpu:NoSchedule"
     assert claim.labels["karpenter.sh/nodepool"] == "kaito"
     assert not claim.deleting
 
 
 def test_missing_instance_type_names_the_field() -> None:
-    claim = NodeClaimView.from_body(nodeclaim(sku=None))
+    claim = parse_nodeclaim(nodeclaim(sku=None))
     with pytest.raises(InvalidNodeClaim, match=r"spec\.requirements"):
-        _ = claim.instance_type
+        _ = required_instance_type(claim)
 
 
 @pytest.mark.parametrize("storage", [None, "0", "abc"])
 def test_bad_storage_names_the_field(storage: str | None) -> None:
-    claim = NodeClaimView.from_body(nodeclaim(storage=storage))
+    # "abc" is refused while parsing (kaito_api's Quantity), None and "0" when sized.
     with pytest.raises(InvalidNodeClaim, match=r"spec\.resources\.requests\.storage"):
-        claim.storage_bytes()
+        storage_bytes(parse_nodeclaim(nodeclaim(storage=storage)))
 
 
 def test_quantities() -> None:

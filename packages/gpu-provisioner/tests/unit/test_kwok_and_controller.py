@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from claimfactory import nodeclaim
-from kaito_gpu_provisioner.claims import NodeClaimView
+from kaito_gpu_provisioner.claims import parse_nodeclaim
 from kaito_gpu_provisioner.controller import NodeClaimController, Timing
 from kaito_gpu_provisioner.kwok.provisioner import KwokNodeProvisioner
 from kaito_gpu_provisioner.provisioner import InvalidNodeClaim, LaunchPending
@@ -54,7 +54,7 @@ async def test_kwok_node_has_sku_shape_claim_labels_and_taints(
     kube: MemoryKube, clock: Clock
 ) -> None:
     provider = KwokNodeProvisioner(kube, clock=clock)
-    inst = await provider.create(NodeClaimView.from_body(nodeclaim()))
+    inst = await provider.create(parse_nodeclaim(nodeclaim()))
     node = kube.nodes["ws1a2b3c4d5"]
     labels = node["metadata"]["labels"]
     assert inst.provider_id == "kwok://ws1a2b3c4d5" == node["spec"]["providerID"]
@@ -70,17 +70,17 @@ async def test_kwok_node_has_sku_shape_claim_labels_and_taints(
 async def test_kwok_unknown_sku_is_invalid(kube: MemoryKube, clock: Clock) -> None:
     provider = KwokNodeProvisioner(kube, clock=clock)
     with pytest.raises(InvalidNodeClaim, match="Standard_D4s_v3"):
-        await provider.create(NodeClaimView.from_body(nodeclaim(sku="Standard_D4s_v3")))
+        await provider.create(parse_nodeclaim(nodeclaim(sku="Standard_D4s_v3")))
 
 
 async def test_kwok_delay_counts_from_claim_creation(kube: MemoryKube, clock: Clock) -> None:
     provider = KwokNodeProvisioner(kube, delay_seconds=5, clock=clock)
     with pytest.raises(LaunchPending) as info:
-        await provider.create(NodeClaimView.from_body(nodeclaim()))
+        await provider.create(parse_nodeclaim(nodeclaim()))
     assert info.value.retry_after == pytest.approx(4)
     assert kube.nodes == {}
     clock.now = T0 + timedelta(seconds=6)
-    assert (await provider.create(NodeClaimView.from_body(nodeclaim()))).provider_id
+    assert (await provider.create(parse_nodeclaim(nodeclaim()))).provider_id
 
 
 async def test_reconcile_reaches_ready_and_writes_node(kube: MemoryKube, clock: Clock) -> None:
@@ -160,8 +160,8 @@ async def test_drain_gives_up_after_timeout(kube: MemoryKube, clock: Clock) -> N
 async def test_gc_collects_orphans_after_grace(kube: MemoryKube, clock: Clock) -> None:
     controller = make(kube, clock)
     provider = controller.provisioner
-    await provider.create(NodeClaimView.from_body(nodeclaim(name="orphan1")))
-    await provider.create(NodeClaimView.from_body(nodeclaim(name="owned1")))
+    await provider.create(parse_nodeclaim(nodeclaim(name="orphan1")))
+    await provider.create(parse_nodeclaim(nodeclaim(name="owned1")))
     for node in kube.nodes.values():
         node["metadata"]["creationTimestamp"] = "2026-11-25T07:00:00Z"
     store(kube, nodeclaim(name="owned1"))

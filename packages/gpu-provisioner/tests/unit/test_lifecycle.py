@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from claimfactory import nodeclaim
-from kaito_gpu_provisioner.claims import NodeClaimView
+from kaito_gpu_provisioner.claims import parse_nodeclaim
 from kaito_gpu_provisioner.lifecycle import next_status
 from kaito_gpu_provisioner.provisioner import (
     CloudError,
@@ -48,7 +48,7 @@ def apply(body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_fresh_claim_without_answer_is_awaiting_reconciliation() -> None:
-    claim = NodeClaimView.from_body(nodeclaim())
+    claim = parse_nodeclaim(nodeclaim())
     decision = next_status(claim, instance=None, launch_error=None, node=None, now=NOW)
     assert conds(decision.status) == {
         "Launched": ("Unknown", "AwaitingReconciliation"),
@@ -63,7 +63,7 @@ def test_conditions_advance_in_order_to_ready() -> None:
     body = nodeclaim()
     # 1. launched, node not yet visible
     d1 = next_status(
-        NodeClaimView.from_body(body), instance=INSTANCE, launch_error=None, node=None, now=NOW
+        parse_nodeclaim(body), instance=INSTANCE, launch_error=None, node=None, now=NOW
     )
     assert conds(d1.status)["Launched"] == ("True", "Launched")
     assert conds(d1.status)["Registered"] == ("Unknown", "NodeNotFound")
@@ -72,7 +72,7 @@ def test_conditions_advance_in_order_to_ready() -> None:
     body = apply(body, d1.status)
     # 2. node exists but NotReady: registered, not initialized
     d2 = next_status(
-        NodeClaimView.from_body(body),
+        parse_nodeclaim(body),
         instance=INSTANCE,
         launch_error=None,
         node=node(False),
@@ -84,7 +84,7 @@ def test_conditions_advance_in_order_to_ready() -> None:
     body = apply(body, d2.status)
     # 3. node Ready with GPUs: everything True
     d3 = next_status(
-        NodeClaimView.from_body(body), instance=None, launch_error=None, node=node(), now=LATER
+        parse_nodeclaim(body), instance=None, launch_error=None, node=node(), now=LATER
     )
     assert conds(d3.status) == {
         "Launched": ("True", "Launched"),
@@ -99,14 +99,14 @@ def test_conditions_advance_in_order_to_ready() -> None:
     body = apply(body, d3.status)
     # 4. nothing changed: no status write
     d4 = next_status(
-        NodeClaimView.from_body(body), instance=None, launch_error=None, node=node(), now=LATER
+        parse_nodeclaim(body), instance=None, launch_error=None, node=node(), now=LATER
     )
     assert d4.status == {}
     assert d4.ready
 
 
 def test_quota_error_is_launched_false_with_cloud_message() -> None:
-    claim = NodeClaimView.from_body(nodeclaim())
+    claim = parse_nodeclaim(nodeclaim())
     err = QuotaExceeded("creating agent pool: (QuotaExceeded) exceeding approved NCSv3 quota")
     decision = next_status(claim, instance=None, launch_error=err, node=None, now=NOW)
     launched = next(c for c in decision.status["conditions"] if c["type"] == "Launched")
@@ -116,7 +116,7 @@ def test_quota_error_is_launched_false_with_cloud_message() -> None:
 
 
 def test_retryable_and_pending_errors_keep_launched_unknown() -> None:
-    claim = NodeClaimView.from_body(nodeclaim())
+    claim = parse_nodeclaim(nodeclaim())
     for err, reason in (
         (CloudError("boom"), "CloudError"),
         (LaunchPending("creating"), "Launching"),
@@ -129,7 +129,7 @@ def test_retryable_and_pending_errors_keep_launched_unknown() -> None:
 def test_gpu_not_registered_blocks_initialized() -> None:
     body = apply(nodeclaim(), {"providerID": "kwok://ws1a2b3c4d5", "nodeName": "ws1a2b3c4d5"})
     decision = next_status(
-        NodeClaimView.from_body(body),
+        parse_nodeclaim(body),
         instance=INSTANCE,
         launch_error=None,
         node=node(gpus="0"),
@@ -139,7 +139,7 @@ def test_gpu_not_registered_blocks_initialized() -> None:
 
 
 def test_registration_patch_syncs_labels_taints_owner_then_initialized_label() -> None:
-    claim = NodeClaimView.from_body(nodeclaim())
+    claim = parse_nodeclaim(nodeclaim())
     d = next_status(claim, instance=INSTANCE, launch_error=None, node=node(False), now=NOW)
     patch = d.node_patch
     assert patch is not None
@@ -155,7 +155,7 @@ def test_registration_patch_syncs_labels_taints_owner_then_initialized_label() -
 
 
 def test_long_messages_are_truncated_to_800() -> None:
-    claim = NodeClaimView.from_body(nodeclaim())
+    claim = parse_nodeclaim(nodeclaim())
     err = CloudError("x" * 5000)
     decision = next_status(claim, instance=None, launch_error=err, node=None, now=NOW)
     assert len(decision.status["conditions"][0]["message"]) == 800

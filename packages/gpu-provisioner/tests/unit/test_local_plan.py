@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from claimfactory import nodeclaim
-from kaito_gpu_provisioner.claims import NodeClaimView
+from kaito_gpu_provisioner.claims import parse_nodeclaim
 from kaito_gpu_provisioner.local.host.config import AgentConfig
 from kaito_gpu_provisioner.local.host.plan import (
     PROCESSES,
@@ -52,7 +52,7 @@ def config(tmp_path: Path) -> AgentConfig:
 
 @pytest.fixture
 def spec() -> MachineSpec:
-    return machine_spec(NodeClaimView.from_body(nodeclaim("ws1")))
+    return machine_spec(parse_nodeclaim(nodeclaim("ws1")))
 
 
 # --- addresses and names ------------------------------------------------------------

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 from claimfactory import nodeclaim
-from kaito_gpu_provisioner.claims import NodeClaimView
+from kaito_api.nodeclaim import NodeClaim
+from kaito_gpu_provisioner.claims import parse_nodeclaim
 from kaito_gpu_provisioner.local.machines import Machine, MachinePhase, MachineSpec
 from kaito_gpu_provisioner.local.provisioner import (
     MANAGED_BY,
@@ -24,17 +25,17 @@ from kaito_gpu_provisioner.testing.memory_kube import MemoryKube
 from pydantic import ValidationError
 
 
-def claim(**kwargs: object) -> NodeClaimView:
+def claim(**kwargs: object) -> NodeClaim:
     body = nodeclaim("ws1", **kwargs)  # type: ignore[arg-type]
-    return NodeClaimView.from_body(body)
+    return parse_nodeclaim(body)
 
 
-def with_startup_taint() -> NodeClaimView:
+def with_startup_taint() -> NodeClaim:
     body = nodeclaim("ws1")
     body["spec"]["startupTaints"] = [
         {"key": "node.cilium.io/agent-not-ready", "effect": "NoExecute"}
     ]
-    return NodeClaimView.from_body(body)
+    return parse_nodeclaim(body)
 
 
 # --- machine_spec -------------------------------------------------------------------
@@ -76,7 +77,7 @@ def test_claim_labels_override_the_shape_but_not_instance_type_or_managed_by() -
 def test_the_nodepool_label_defaults_to_kaito() -> None:
     body = nodeclaim("ws1")
     del body["metadata"]["labels"]["karpenter.sh/nodepool"]
-    assert machine_spec(NodeClaimView.from_body(body)).labels["karpenter.sh/nodepool"] == "kaito"
+    assert machine_spec(parse_nodeclaim(body)).labels["karpenter.sh/nodepool"] == "kaito"
 
 
 def test_taints_are_the_claims_taints_then_its_startup_taints() -> None:
@@ -120,7 +121,7 @@ def test_claim_without_instance_type_is_invalid() -> None:
 
 def test_claim_name_too_long_for_a_machine_is_invalid() -> None:
     with pytest.raises(InvalidNodeClaim, match="cannot be a local machine"):
-        machine_spec(NodeClaimView.from_body(nodeclaim("w" * 41)))
+        machine_spec(parse_nodeclaim(nodeclaim("w" * 41)))
 
 
 # --- wire model ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "NodeClaimConditionType",
     "get_condition",
     "is_condition_true",
+    "new_condition",
     "set_condition",
 ]
 
@@ -69,9 +70,11 @@ class ConditionReason(StrEnum):
     NODE_PLUGINS_NOT_READY = "NodePluginsNotReady"
     RESOURCE_READY = "WorkspaceResourceStatusSuccess"
     RESOURCE_NOT_READY = "WorkspaceResourceStatusNotReady"
+    RESOURCE_WAITING = "ResourceNotReady"
     # InferenceReady
     INFERENCE_READY = "WorkspaceInferenceStatusSuccess"
     INFERENCE_PENDING = "WorkspaceInferenceStatusPending"
+    MODEL_ACCESS_SECRET_MISSING = "ModelAccessSecretMissing"
     IMAGE_PULL_ERROR = "ImagePullError"
     CONTAINER_CRASH_LOOP = "ContainerCrashLoopBackOff"
     CONTAINER_OOM_KILLED = "ContainerOOMKilled"
@@ -80,6 +83,7 @@ class ConditionReason(StrEnum):
     JOB_STARTED = "WorkspaceTuningJobStatusStarted"
     JOB_PENDING = "WorkspaceTuningJobStatusPending"
     JOB_FAILED = "WorkspaceTuningJobStatusFailed"
+    JOB_RETRYING = "WorkspaceTuningJobRetrying"
     # WorkspaceSucceeded / WorkspaceReady
     WORKSPACE_SUCCEEDED = "WorkspaceSucceeded"
     WORKSPACE_PENDING = "WorkspacePending"
@@ -147,6 +151,23 @@ class Condition(BaseModel):
         default=None,
         ge=0,
         description="The .metadata.generation that the condition was set for.",
+    )
+
+    @property
+    def is_true(self) -> bool:
+        return self.status == ConditionStatus.TRUE
+
+
+def new_condition(
+    type_: str, status: str, reason: str, message: str = "", *, generation: int | None = None
+) -> Condition:
+    """A condition to set (``lastTransitionTime`` is filled in by :func:`set_condition`)."""
+    return Condition(
+        type=type_,
+        status=ConditionStatus(status),
+        reason=reason,
+        message=message,
+        observed_generation=generation,
     )
 
 

@@ -10,11 +10,19 @@ because a real Karpenter may write more.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
-from kaito_api.conditions import Condition, ConditionStatus, NodeClaimConditionType
+from kaito_api.conditions import (
+    Condition,
+    ConditionStatus,
+    NodeClaimConditionType,
+    get_condition,
+    is_condition_true,
+)
+from kaito_api.labels import LABEL_INSTANCE_TYPE
 from kaito_api.objectmeta import ObjectMeta
 from kaito_api.rules import ApiModel, Rule
 from kaito_api.types import LabelKey, LabelValue, Quantity, Time
@@ -302,12 +310,105 @@ class NodeClaim(_KarpenterModel):
         default=None, description="Observed state, written by the provisioner."
     )
 
+    # Read accessors both operators use, so neither digs through raw dicts or re-models the
+    # claim (Karpenter passes one typed NodeClaim across its CloudProvider seam).
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name or ""
+
+    @property
+    def uid(self) -> str:
+        return self.metadata.uid or ""
+
+    @property
+    def generation(self) -> int:
+        return self.metadata.generation or 0
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.metadata.labels or {}
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return self.metadata.annotations or {}
+
+    @property
+    def created_at(self) -> datetime | None:
+        return self.metadata.creation_timestamp
+
+    @property
+    def deleted_at(self) -> datetime | None:
+        return self.metadata.deletion_timestamp
+
+    @property
+    def deleting(self) -> bool:
+        return self.metadata.deletion_timestamp is not None
+
+    @property
+    def instance_types(self) -> tuple[str, ...]:
+        """Values of the first ``node.kubernetes.io/instance-type In [...]`` requirement."""
+        for req in self.spec.requirements:
+            if req.key == LABEL_INSTANCE_TYPE and req.operator == "In":
+                return tuple(req.values or ())
+        return ()
+
+    @property
+    def taints(self) -> tuple[Taint, ...]:
+        return tuple(self.spec.taints or ())
+
+    @property
+    def startup_taints(self) -> tuple[Taint, ...]:
+        return tuple(self.spec.startup_taints or ())
+
+    @property
+    def storage_request(self) -> str | None:
+        """``spec.resources.requests.storage`` as written (KAITO's OS disk size), or None."""
+        requests = (self.spec.resources.requests if self.spec.resources else None) or {}
+        value = requests.get("storage")
+        return None if value is None else str(value)
+
+    @property
+    def node_class(self) -> tuple[str, str]:
+        """``(group, kind)`` of the node class the claim names."""
+        return self.spec.node_class_ref.group, self.spec.node_class_ref.kind
+
+    @property
+    def provider_id(self) -> str:
+        return (self.status.provider_id if self.status else None) or ""
+
+    @property
+    def node_name(self) -> str:
+        return (self.status.node_name if self.status else None) or ""
+
+    @property
+    def conditions(self) -> list[Condition]:
+        return list((self.status.conditions if self.status else None) or ())
+
+    @property
+    def capacity(self) -> dict[str, str]:
+        return {
+            k: str(v) for k, v in ((self.status.capacity if self.status else None) or {}).items()
+        }
+
+    @property
+    def allocatable(self) -> dict[str, str]:
+        values = (self.status.allocatable if self.status else None) or {}
+        return {k: str(v) for k, v in values.items()}
+
+    def condition(self, type_: str) -> Condition | None:
+        return get_condition(self.conditions, type_)
+
+    def is_true(self, type_: str) -> bool:
+        return is_condition_true(self.conditions, type_)
+
     @property
     def is_ready(self) -> bool:
-        """KAITO's readiness: Ready=True, or, when there is no Ready condition, a nodeName."""
-        if self.status is None:
+        """KAITO's ``IsNodeClaimReadyNotDeleting``: not being deleted, and ``Ready=True``; a
+        claim without any Ready condition counts as ready once it has a ``status.nodeName``."""
+        if self.deleting or self.status is None:
             return False
-        for condition in self.status.conditions or ():
-            if condition.type == NodeClaimConditionType.READY:
-                return condition.status == ConditionStatus.TRUE
-        return bool(self.status.node_name)
+        ready = self.condition(NodeClaimConditionType.READY)
+        if ready is None:
+            return bool(self.status.node_name)
+        return ready.status == ConditionStatus.TRUE

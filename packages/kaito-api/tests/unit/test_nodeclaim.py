@@ -105,6 +105,23 @@ def test_is_ready_follows_kaito(ready, node_name, expected):
     assert NodeClaim.model_validate(obj).is_ready is expected
 
 
+def test_a_deleting_claim_is_not_ready():
+    obj = with_status(kaito_nodeclaim(), "True")
+    obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+
+    assert NodeClaim.model_validate(obj).is_ready is False
+
+
+def test_other_conditions_without_ready_still_count_the_node_name():
+    # KAITO's IsNodeClaimReadyNotDeleting looks only for a Ready condition.
+    obj = with_status(kaito_nodeclaim(), None)
+    obj["status"]["conditions"] = [
+        {"type": "Launched", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    ]
+
+    assert NodeClaim.model_validate(obj).is_ready is True
+
+
 def test_no_status_is_not_ready():
     assert NodeClaim.model_validate(kaito_nodeclaim()).is_ready is False
 

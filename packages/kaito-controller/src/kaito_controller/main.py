@@ -16,9 +16,9 @@ import kopf
 from kaito_api.leader_election import LeaderElector
 
 from kaito_controller import __version__
-from kaito_controller.handlers.operator import register
-from kaito_controller.handlers.reconciler import Reconciler
-from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.engine.executor import Reconciler
+from kaito_controller.engine.workers import Runtime
+from kaito_controller.handlers.kopf_handlers import register
 from kaito_controller.handlers.watches import watches
 from kaito_controller.k8s.cache import CachedKubeClient
 from kaito_controller.k8s.leases import KubeLeaseStore

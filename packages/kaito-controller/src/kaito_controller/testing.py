@@ -16,7 +16,10 @@ import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kaito_controller.k8s.memory import MemoryKubeClient
 
 
 def ready_node(name: str, *, labels: dict[str, str], gpus: int = 1) -> dict[str, Any]:
@@ -52,6 +55,14 @@ def satisfy(claim: dict[str, Any], *, gpus: int = 1) -> tuple[dict[str, Any], di
     }
     labels = {**claim["metadata"]["labels"], "node.kubernetes.io/instance-type": instance}
     return claim, ready_node(node_name, labels=labels, gpus=gpus)
+
+
+def satisfy_all(client: MemoryKubeClient, *, gpus: int = 1) -> None:
+    """Play the provisioner for every NodeClaim in ``client``: each Ready, with its Node."""
+    for claim in client.of_kind("NodeClaim"):
+        ready, node = satisfy(claim, gpus=gpus)
+        client.put(ready)
+        client.put(node)
 
 
 def rollout_done(workload: dict[str, Any]) -> dict[str, Any]:

@@ -72,8 +72,8 @@ def test_launch_failure_reason_and_message_reach_the_readiness() -> None:
     assert not ready.ready
     assert ready.reason == "LaunchFailed"
     assert "QuotaExceeded: cores quota of NCSv3 is 0" in ready.message
-    cond = dict((c[0], c) for c in ready.conditions)["NodeClaimReady"]
-    assert cond[1:3] == ("False", "LaunchFailed")
+    cond = {c.type: c for c in ready.conditions}["NodeClaimReady"]
+    assert (cond.status, cond.reason) == ("False", "LaunchFailed")
 
 
 def test_placeholder_reason_only_when_nothing_better() -> None:

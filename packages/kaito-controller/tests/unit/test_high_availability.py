@@ -15,9 +15,9 @@ import pytest
 from kaito_api.leader_election import ElectionTimings, LeaderElector, LeaseConflict, LeaseRecord
 from pydantic import ValidationError
 
-from kaito_controller.handlers.operator import start_scoped_watches
-from kaito_controller.handlers.reconciler import Reconciler
-from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.engine.executor import Reconciler
+from kaito_controller.engine.workers import Runtime
+from kaito_controller.handlers.kopf_handlers import start_scoped_watches
 from kaito_controller.handlers.watches import watches
 from kaito_controller.k8s.cache import CachedKubeClient
 from kaito_controller.k8s.client import KubeError, ObjectRef

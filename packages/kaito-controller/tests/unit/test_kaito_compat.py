@@ -14,15 +14,15 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from kaito_controller.handlers.operator import _read_configmaps
-from kaito_controller.handlers.reconciler import Reconciler
-from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.engine.executor import Reconciler
+from kaito_controller.engine.workers import Runtime
+from kaito_controller.handlers.kopf_handlers import _read_configmaps
 from kaito_controller.k8s.memory import MemoryKubeClient
 from kaito_controller.reconcile.catalog import PresetsCatalog
 from kaito_controller.reconcile.inference import server_config
 from kaito_controller.reconcile.sizing import Sizing
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.testing import satisfy
+from kaito_controller.testing import satisfy_all
 from kaito_controller.webhook.admission import (
     admission_errors,
     admission_warnings,
@@ -260,10 +260,7 @@ async def test_gated_model_without_secret_says_so_when_the_server_keeps_failing(
     client.put(ws)
     rec = Reconciler(client, settings, PresetsCatalog(), clock=lambda: NOW)
     await rec.reconcile(NS, NAME)
-    for claim in client.of_kind("NodeClaim"):
-        ready, node = satisfy(claim)
-        client.put(ready)
-        client.put(node)
+    satisfy_all(client)
     await rec.reconcile(NS, NAME)
     client.put(_crash_looping_pod())
     await rec.reconcile(NS, NAME)

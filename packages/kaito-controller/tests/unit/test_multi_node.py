@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import yaml
 
-from kaito_controller.handlers.reconciler import Reconciler
+from kaito_controller.engine.executor import Reconciler
 from kaito_controller.k8s.memory import MemoryKubeClient
 from kaito_controller.reconcile.catalog import PresetsCatalog
 from kaito_controller.settings import ControllerSettings

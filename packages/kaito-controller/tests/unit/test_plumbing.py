@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kaito_controller.handlers.queue import WorkQueue
+from kaito_controller.engine.queue import WorkQueue
 from kaito_controller.k8s.memory import MemoryKubeClient
 from kaito_controller.k8s.resources import NODECLAIM, POD, kind_of
 from kaito_controller.reconcile.drift import is_subset, needs_apply, stamp

@@ -11,17 +11,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from kaito_api.conditions import Condition, new_condition
 
-from kaito_controller.status import (
-    Cond,
-    classify_pod,
-    classify_pods,
-    job_state,
-    merge_conditions,
-    phase_durations,
-    summary_state,
-    workload_ready,
-)
+from kaito_controller.status import merge_conditions, phase_durations, summary_state
+from kaito_controller.workload_state import classify_pod, classify_pods, job_state, workload_ready
 
 
 def pod(name: str = "p", **status: Any) -> dict[str, Any]:
@@ -172,28 +165,38 @@ T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def test_merge_conditions_keeps_transition_time_when_status_unchanged() -> None:
-    first = merge_conditions([], [Cond("ResourceReady", "False", "A", "m")], now=T0, generation=1)
+    first = merge_conditions(
+        [], [new_condition("ResourceReady", "False", "A", "m")], now=T0, generation=1
+    )
     later = T0 + timedelta(minutes=5)
     second = merge_conditions(
-        first, [Cond("ResourceReady", "False", "B", "n")], now=later, generation=1
+        first, [new_condition("ResourceReady", "False", "B", "n")], now=later, generation=1
     )
     assert second[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
     assert second[0]["reason"] == "B"
-    third = merge_conditions(second, [Cond("ResourceReady", "True", "C")], now=later, generation=2)
+    third = merge_conditions(
+        second, [new_condition("ResourceReady", "True", "C")], now=later, generation=2
+    )
     assert third[0]["lastTransitionTime"] != first[0]["lastTransitionTime"]
     assert merge_conditions(third, [], now=later, generation=2, drop=["ResourceReady"]) == []
 
 
 def test_phase_durations_are_recorded_once() -> None:
     conds = merge_conditions(
-        [], [Cond("ResourceReady", "True", "ok")], now=T0 + timedelta(seconds=30), generation=1
+        [],
+        [new_condition("ResourceReady", "True", "ok")],
+        now=T0 + timedelta(seconds=30),
+        generation=1,
     )
     got = phase_durations(
         None, created=T0, conditions=conds, now=T0 + timedelta(seconds=30.5), was_true={}
     )
     assert got == {"nodeProvisioning": 30.5}
     conds = merge_conditions(
-        conds, [Cond("InferenceReady", "True", "ok")], now=T0 + timedelta(seconds=42), generation=1
+        conds,
+        [new_condition("InferenceReady", "True", "ok")],
+        now=T0 + timedelta(seconds=42),
+        generation=1,
     )
     got = phase_durations(
         got,
@@ -218,26 +221,28 @@ def test_phase_durations_are_recorded_once() -> None:
     [
         (
             "inference",
-            {"WorkspaceSucceeded": Cond("WorkspaceSucceeded", "True", "x")},
+            {"WorkspaceSucceeded": new_condition("WorkspaceSucceeded", "True", "x")},
             None,
             "Ready",
         ),
         ("inference", {}, None, "Pending"),
         ("inference", {}, "Ready", "NotReady"),
-        ("tuning", {"JobStarted": Cond("JobStarted", "True", "x")}, None, "Running"),
+        ("tuning", {"JobStarted": new_condition("JobStarted", "True", "x")}, None, "Running"),
         (
             "tuning",
-            {"WorkspaceSucceeded": Cond("WorkspaceSucceeded", "False", "WorkspaceFailed")},
+            {"WorkspaceSucceeded": new_condition("WorkspaceSucceeded", "False", "WorkspaceFailed")},
             "Running",
             "Failed",
         ),
         (
             "tuning",
-            {"WorkspaceSucceeded": Cond("WorkspaceSucceeded", "True", "x")},
+            {"WorkspaceSucceeded": new_condition("WorkspaceSucceeded", "True", "x")},
             "Running",
             "Succeeded",
         ),
     ],
 )
-def test_summary_state(kind: str, conds: dict[str, Cond], previous: str | None, want: str) -> None:
+def test_summary_state(
+    kind: str, conds: dict[str, Condition], previous: str | None, want: str
+) -> None:
     assert summary_state(kind, conds, previous) == want

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from kaito_controller.handlers.reconciler import Reconciler
+from kaito_controller.engine.executor import Reconciler
 from kaito_controller.k8s.memory import MemoryKubeClient
 from kaito_controller.reconcile.catalog import PresetsCatalog
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.testing import satisfy
+from kaito_controller.testing import satisfy, satisfy_all
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 NS, NAME = "default", "workspace-tuning-phi-3"
@@ -233,10 +233,7 @@ async def test_tuning_through_the_read_cache_finds_the_release_template(
     await cache.prime()
     rec = Reconciler(cache, settings, PresetsCatalog(), clock=lambda: NOW)
     await rec.reconcile(NS, NAME)
-    for claim in api.of_kind("NodeClaim"):
-        ready, node = satisfy(claim)
-        api.put(ready)
-        api.put(node)
+    satisfy_all(api)
     await cache.prime()  # what the watches would have delivered
     await rec.reconcile(NS, NAME)
     assert api.find("Job", NAME, NS) is not None  # the release namespace's template was found

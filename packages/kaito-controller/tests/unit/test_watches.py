@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaito_controller.handlers.operator import _keys
-from kaito_controller.handlers.reconciler import Reconciler
-from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.engine.executor import Reconciler
+from kaito_controller.engine.workers import Runtime
+from kaito_controller.handlers.kopf_handlers import _keys
 from kaito_controller.handlers.watches import watches
 from kaito_controller.k8s.memory import MemoryKubeClient
 from kaito_controller.reconcile.catalog import PresetsCatalog

@@ -4,8 +4,9 @@ The estimator sizes ``max_model_len`` for its own ``gpu_memory_utilization`` and
 pipeline stages or data-parallel replicas; the server has to get all of them, or vLLM refuses
 to start (KV cache smaller than max_model_len) or runs out of memory (a pipeline collapsed onto
 one GPU). Building the keys here keeps that coupling in the package that owns the numbers.
-Keys are those of ``kaito_inference.config.ServerConfig`` (see packages/inference-server/README.md);
-vLLM engine arguments the server has no key for go under ``vllm_engine_args``. LoRA is left to
+Keys are those of ``kaito_inference.config.ServerConfig``, generated into
+:mod:`kaito_presets.server_config_keys` (a key the server does not have is a bug here); vLLM
+engine arguments the server has no key for go under ``vllm_engine_args``. LoRA is left to
 the server (on when adapters are mounted, sized from them) except for presets vLLM has no LoRA
 layers for, which get ``enable_lora: false``. A multi-node plan (``kaito_presets.serving``)
 adds vLLM's multi-node keys: ``nnodes`` and the multiprocessing executor (``mp``; no Ray), LoRA
@@ -24,6 +25,7 @@ from typing import Any
 
 from kaito_presets.estimator import GpuPlan
 from kaito_presets.presets import Preset
+from kaito_presets.server_config_keys import SERVER_CONFIG_KEYS
 
 __all__ = ["TRANSFORMERS_MAX_BATCH", "inference_server_config", "transformers_batch_size"]
 
@@ -68,7 +70,7 @@ def inference_server_config(
     if plan.runtime == "transformers":
         cfg["max_concurrency"] = transformers_batch_size(plan)
     if plan.runtime != "vllm":
-        return cfg
+        return _checked(cfg)
     cfg["tensor_parallel_size"] = plan.tensor_parallel_size
     cfg["gpu_memory_utilization"] = plan.gpu_memory_utilization
     engine: dict[str, Any] = {}
@@ -89,4 +91,11 @@ def inference_server_config(
             engine[key] = value
     if engine:
         cfg["vllm_engine_args"] = engine
+    return _checked(cfg)
+
+
+def _checked(cfg: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(cfg) - SERVER_CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"keys the inference server does not have: {', '.join(unknown)}")
     return cfg

@@ -40,8 +40,6 @@ from typing import Any
 from kaito_api.labels import (
     ANNOTATION_BYPASS_RESOURCE_CHECKS,
     ANNOTATION_RUNTIME,
-    RUNTIME_TRANSFORMERS,
-    RUNTIME_VLLM,
 )
 from kaito_api.v1beta1 import Workspace
 from kaito_api.validation import FieldError, check_workspace_static
@@ -49,6 +47,7 @@ from kaito_api.validation import FieldError, check_workspace_static
 from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
 from kaito_presets.partition import PartitionProblem, mig_profile
 from kaito_presets.presets import Preset, Runtime, find_preset, get_preset
+from kaito_presets.runtime import RUNTIME_FIELD, runtime_of
 from kaito_presets.serving import MultiNodeNotSupported, plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
 from kaito_presets.tuning_estimate import TuningNotSupported, estimate_tuning
@@ -63,25 +62,7 @@ __all__ = [
 
 _INSTANCE_TYPE = "resource.instanceType"
 GATED_SECRET_FIELD = "inference.preset.presetOptions.modelAccessSecret"
-_RUNTIME_FIELD = f"metadata.annotations[{ANNOTATION_RUNTIME}]"
-_RUNTIMES: dict[str, Runtime] = {RUNTIME_VLLM: "vllm", RUNTIME_TRANSFORMERS: "transformers"}
-
-
-def runtime_of(ws: Workspace) -> Runtime | None:
-    """The runtime the ``kaito.sh/runtime`` annotation forces, or None (vLLM, with fallback).
-
-    Raises:
-        ValueError: the annotation has another value.
-    """
-    value = (ws.metadata.annotations or {}).get(ANNOTATION_RUNTIME)
-    if value is None or value == "":
-        return None
-    runtime = _RUNTIMES.get(value.strip().lower())
-    if runtime is None:
-        raise ValueError(
-            f"{value!r} is not a runtime; use {RUNTIME_VLLM} or {RUNTIME_TRANSFORMERS}"
-        )
-    return runtime
+_RUNTIME_FIELD = RUNTIME_FIELD
 
 
 def _as_dict(obj: Mapping[str, Any] | Workspace) -> Mapping[str, Any]:
@@ -315,14 +296,20 @@ def _sizing_changed(ws: Workspace, old: Workspace | None) -> bool:
     return (
         _preset_name(ws) != _preset_name(old)
         or ws.resource.instance_type != old.resource.instance_type
-        or (ws.metadata.annotations or {}).get(ANNOTATION_RUNTIME)
-        != (old.metadata.annotations or {}).get(ANNOTATION_RUNTIME)
+        or _runtime_or_raw(ws) != _runtime_or_raw(old)
         or (
             ws.tuning is not None
             and old.tuning is not None
             and ws.tuning.method != old.tuning.method
         )
     )
+
+
+def _runtime_or_raw(ws: Workspace) -> str | None:
+    try:
+        return runtime_of(ws)
+    except ValueError:
+        return (ws.metadata.annotations or {}).get(ANNOTATION_RUNTIME)
 
 
 def _preset_name(ws: Workspace) -> str | None:

@@ -38,7 +38,7 @@ def test_quickstart_phi3_mini_on_nc6s_v3_is_fp16_transformers_on_cuda12(
     assert (plan.runtime, plan.image) == ("transformers", "kaito-inference-cu12")
     assert "sm_70" in get_image(plan.image).build.kernels["torch"]
     assert "sm_70" not in get_image("kaito-inference").build.kernels["torch"]
-    assert plan.reasons[0].startswith("vLLM: kaito-inference (CUDA 13.0; torch 2.14.0")
+    assert plan.reasons[0].startswith("vLLM: kaito-inference (CUDA 13.0; torch 2.13.0")
     assert "has no kernels for V100 (compute capability 7.0, sm_70)" in plan.reasons[0]
     assert plan.reasons[0].endswith("; using transformers (kaito-inference-cu12)")
     assert plan.dtype == "float16"  # V100 has no bf16

@@ -41,7 +41,7 @@ def test_qlora_phi3_mini_on_nc6s_v3_quickstart() -> None:
     assert "sm_70" in kernels["torch"]
     assert "sm_70" in kernels["bitsandbytes/libbitsandbytes_cuda128.so"]
     assert plan.reasons == [
-        "kaito-tuning (CUDA 13.0; bitsandbytes 0.50.2, torch 2.14.0+cu130) has no kernels for V100 "
+        "kaito-tuning (CUDA 13.0; bitsandbytes 0.50.2, torch 2.13.0+cu130) has no kernels for V100 "
         "(compute capability 7.0, sm_70): torch is built for sm_75 sm_80 sm_86 sm_90 sm_100 "
         "sm_120; tuning with kaito-tuning-cu12 (CUDA 12.8; bitsandbytes 0.50.2, "
         "torch 2.10.0+cu128)",

@@ -12,7 +12,7 @@ torch, so the controller-facing rules stay cheap to test.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -150,6 +150,14 @@ class TrainingSection(_Section):
     ddp_find_unused_parameters: bool | None = None
     dataloader_num_workers: int = Field(default=0, ge=0)
     report_to: list[str] | str = "none"
+
+    # Resolved by the trainer (precision from the weight dtype, no eval without an eval split).
+    _RESOLVED: ClassVar[frozenset[str]] = frozenset({"bf16", "fp16", "eval_strategy"})
+
+    def sft_kwargs(self) -> dict[str, Any]:
+        """The section as keyword arguments of TRL's ``SFTConfig`` (same names), except the
+        keys the trainer resolves itself (``bf16``, ``fp16``, ``eval_strategy``)."""
+        return self.model_dump(exclude=set(self._RESOLVED))
 
 
 class DatasetSection(_Section):

@@ -85,38 +85,15 @@ def build_sft_config(cfg: TuningConfig, *, dtype: str, cuda: bool, has_eval: boo
 
     t = cfg.training
     bf16, fp16 = mixed_precision(cfg, dtype=dtype, cuda=cuda)
+    # Every TrainingArguments key is an SFTConfig field of the same name (a unit test holds the
+    # section to that), so the section is forwarded whole; only what is resolved here differs.
     return SFTConfig(
-        output_dir=t.output_dir,
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        per_device_eval_batch_size=t.per_device_eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        optim=t.optim,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        save_strategy=t.save_strategy,
-        save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit,
-        eval_strategy=t.eval_strategy if has_eval else "no",
-        eval_steps=t.eval_steps,
-        seed=t.seed,
+        **t.sft_kwargs(),
         bf16=bf16,
         fp16=fp16,
-        gradient_checkpointing=t.gradient_checkpointing,
-        max_length=t.max_length,
-        packing=t.packing,
-        completion_only_loss=t.completion_only_loss,
-        assistant_only_loss=t.assistant_only_loss,
-        ddp_find_unused_parameters=t.ddp_find_unused_parameters,
-        dataloader_num_workers=t.dataloader_num_workers,
+        eval_strategy=t.eval_strategy if has_eval else "no",
+        logging_first_step=True,
         dataloader_pin_memory=cuda,
-        report_to=t.report_to,
         pad_to_multiple_of=cfg.collator.pad_to_multiple_of,
         # Our own progress lines replace tqdm bars, which are unreadable in `kubectl logs`.
         disable_tqdm=True,

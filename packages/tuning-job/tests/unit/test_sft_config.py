@@ -57,3 +57,14 @@ def test_training_section_is_carried_over_on_cpu() -> None:
     assert args.report_to == []
     with_eval = build_sft_config(cfg, dtype="float32", cuda=False, has_eval=True)
     assert with_eval.eval_strategy == "steps"
+
+
+def test_every_training_argument_is_an_sft_config_field() -> None:
+    # build_sft_config forwards the section whole, so a key TRL does not have would fail there.
+    import dataclasses
+
+    from kaito_tuning.config import TrainingSection
+    from trl.trainer.sft_config import SFTConfig
+
+    sft_fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    assert set(TrainingSection.model_fields) - sft_fields == set()

@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from kaito_api.nodeclaim import NodeClaim, Taint
+
 from kaito_gpu_provisioner.claims import (
     DEFAULT_NODEPOOL,
     IMAGE_FAMILY_ANNOTATION,
     NODEPOOL_LABEL,
     RAGENGINE_LABEL,
     WORKSPACE_LABEL,
-    NodeClaimView,
+    required_instance_type,
+    storage_bytes,
 )
 from kaito_gpu_provisioner.provisioner import InvalidNodeClaim
 
@@ -44,20 +47,25 @@ def validate_pool_name(name: str) -> str:
     return name
 
 
-def os_sku(claim: NodeClaimView) -> str:
+def aks_taint(taint: Taint) -> str:
+    """AKS ``nodeTaints`` syntax: ``key=value:Effect``."""
+    return f"{taint.key}={taint.value or ''}:{taint.effect}"
+
+
+def os_sku(claim: NodeClaim) -> str:
     family = claim.annotations.get(IMAGE_FAMILY_ANNOTATION, "").strip().lower()
     return _OS_SKUS.get(family, "Ubuntu")
 
 
-def agent_pool_body(claim: NodeClaimView, *, gpu: bool, gpu_driver: str) -> dict[str, Any]:
+def agent_pool_body(claim: NodeClaim, *, gpu: bool, gpu_driver: str) -> dict[str, Any]:
     """The PUT body (``{"properties": ...}``) for the claim's agent pool.
 
     Raises:
         InvalidNodeClaim: the name, instance type or storage request cannot be served.
     """
     validate_pool_name(claim.name)
-    vm_size = claim.instance_type
-    disk_gib = claim.storage_bytes() >> 30
+    vm_size = required_instance_type(claim)
+    disk_gib = storage_bytes(claim) >> 30
     if disk_gib < 1:
         raise InvalidNodeClaim(
             f"spec.resources.requests.storage: {claim.storage_request!r} is under 1Gi"
@@ -78,7 +86,7 @@ def agent_pool_body(claim: NodeClaimView, *, gpu: bool, gpu_driver: str) -> dict
         "osSKU": os_sku(claim),
         "osDiskSizeGB": disk_gib,
         "nodeLabels": labels,
-        "nodeTaints": [t.to_aks() for t in claim.taints],
+        "nodeTaints": [aks_taint(t) for t in claim.taints],
     }
     if gpu:
         properties["gpuProfile"] = {"driver": gpu_driver}

@@ -23,6 +23,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.mgmt.containerservice.models import AgentPool
+from kaito_api.nodeclaim import NodeClaim
 
 from kaito_gpu_provisioner.azure.agentpools import AgentPoolsAPI
 from kaito_gpu_provisioner.azure.errors import classify, classify_code
@@ -34,7 +35,7 @@ from kaito_gpu_provisioner.azure.pools import (
     node_selector,
     validate_pool_name,
 )
-from kaito_gpu_provisioner.claims import INSTANCE_TYPE_LABEL, NodeClaimView
+from kaito_gpu_provisioner.claims import INSTANCE_TYPE_LABEL, required_instance_type
 from kaito_gpu_provisioner.kube import KubeAPI
 from kaito_gpu_provisioner.provisioner import (
     Instance,
@@ -72,9 +73,9 @@ class AzureNodeProvisioner:
     def _where(self, pool: str) -> str:
         return f"agent pool {pool!r} in {self._rg}/{self._cluster}"
 
-    async def create(self, claim: NodeClaimView) -> Instance:
-        shape = shape_for(claim.instance_type)
-        gpu = shape.gpus > 0 if shape is not None else looks_like_gpu(claim.instance_type)
+    async def create(self, claim: NodeClaim) -> Instance:
+        shape = shape_for(required_instance_type(claim))
+        gpu = shape.gpus > 0 if shape is not None else looks_like_gpu(required_instance_type(claim))
         body = agent_pool_body(claim, gpu=gpu, gpu_driver=self._gpu_driver)
         pool = await self._get_or_none(claim.name)
         if pool is None or _state(pool) in ("failed", "canceled"):
@@ -136,7 +137,7 @@ class AzureNodeProvisioner:
             created_at=creation_time(pool.node_labels),
         )
 
-    async def delete(self, claim: NodeClaimView) -> None:
+    async def delete(self, claim: NodeClaim) -> None:
         await self.delete_pool(claim.name)
 
     async def delete_pool(self, name: str) -> None:

@@ -16,11 +16,14 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from kaito_api.nodeclaim import NodeClaim
+
 from kaito_gpu_provisioner.claims import (
     DEFAULT_NODEPOOL,
     INSTANCE_TYPE_LABEL,
     NODEPOOL_LABEL,
-    NodeClaimView,
+    required_instance_type,
+    taint_dict,
 )
 from kaito_gpu_provisioner.kube import KubeAPI, KubeError
 from kaito_gpu_provisioner.provisioner import (
@@ -40,7 +43,7 @@ BASE_CAPACITY = {"pods": "110", "ephemeral-storage": "1Ti"}
 
 
 def build_node(
-    claim: NodeClaimView, *, shape_labels: Mapping[str, str], capacity: Mapping[str, str]
+    claim: NodeClaim, *, shape_labels: Mapping[str, str], capacity: Mapping[str, str]
 ) -> dict[str, Any]:
     """The Node manifest for a claim (pure)."""
     labels = {
@@ -51,7 +54,7 @@ def build_node(
         **shape_labels,
         NODEPOOL_LABEL: DEFAULT_NODEPOOL,
         **claim.labels,
-        INSTANCE_TYPE_LABEL: claim.instance_type,
+        INSTANCE_TYPE_LABEL: required_instance_type(claim),
         MANAGED_BY_LABEL: MANAGED_BY,
     }
     full_capacity = {**BASE_CAPACITY, **capacity}
@@ -65,7 +68,7 @@ def build_node(
         },
         "spec": {
             "providerID": PROVIDER_PREFIX + claim.name,
-            "taints": [t.to_k8s() for t in (*claim.taints, *claim.startup_taints)],
+            "taints": [taint_dict(t) for t in (*claim.taints, *claim.startup_taints)],
         },
         "status": {"capacity": full_capacity, "allocatable": dict(full_capacity)},
     }
@@ -88,8 +91,8 @@ class KwokNodeProvisioner:
         self._delay = delay_seconds
         self._clock = clock
 
-    async def create(self, claim: NodeClaimView) -> Instance:
-        instance_type = claim.instance_type
+    async def create(self, claim: NodeClaim) -> Instance:
+        instance_type = required_instance_type(claim)
         shape = shape_for(instance_type)
         if shape is None:
             raise InvalidNodeClaim(
@@ -114,13 +117,13 @@ class KwokNodeProvisioner:
                     raise LaunchPending(f"kwok node {claim.name!r} is being replaced") from err
         return _instance(node)
 
-    def _remaining_delay(self, claim: NodeClaimView) -> float:
+    def _remaining_delay(self, claim: NodeClaim) -> float:
         if self._delay <= 0 or claim.created_at is None:
             return 0.0
         elapsed = (self._clock() - claim.created_at).total_seconds()
         return max(self._delay - elapsed, 0.0)
 
-    async def delete(self, claim: NodeClaimView) -> None:
+    async def delete(self, claim: NodeClaim) -> None:
         node = await self._kube.get_node(claim.name)
         if node is None or not _ours(node):
             raise NodeClaimNotFound(f"kwok node {claim.name!r} does not exist")

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+from kaito_api.nodeclaim import NodeClaim
 from pydantic import ValidationError
 
 from kaito_gpu_provisioner.claims import (
@@ -30,7 +31,8 @@ from kaito_gpu_provisioner.claims import (
     GPU_RESOURCE,
     INSTANCE_TYPE_LABEL,
     NODEPOOL_LABEL,
-    NodeClaimView,
+    required_instance_type,
+    taint_dict,
 )
 from kaito_gpu_provisioner.kube import KubeAPI
 from kaito_gpu_provisioner.local.machines import (
@@ -62,31 +64,32 @@ class LaunchFailed(ProvisionerError):
     retryable = False
 
 
-def machine_spec(claim: NodeClaimView) -> MachineSpec:
+def machine_spec(claim: NodeClaim) -> MachineSpec:
     """The machine a claim asks for (pure).
 
     Raises:
         InvalidNodeClaim: the instance type is not in the presets SKU catalog.
     """
-    shape = shape_for(claim.instance_type)
+    instance_type = required_instance_type(claim)
+    shape = shape_for(instance_type)
     if shape is None:
         raise InvalidNodeClaim(
-            f"spec.requirements: instance type {claim.instance_type!r} is not in the presets SKU "
+            f"spec.requirements: instance type {instance_type!r} is not in the presets SKU "
             "catalog; the local provider cannot shape a node for it"
         )
     labels = {
         **shape.labels,
         NODEPOOL_LABEL: DEFAULT_NODEPOOL,
         **claim.labels,
-        INSTANCE_TYPE_LABEL: claim.instance_type,
+        INSTANCE_TYPE_LABEL: required_instance_type(claim),
         MANAGED_BY_LABEL: MANAGED_BY,
     }
-    taints = [t.to_k8s() for t in (*claim.taints, *claim.startup_taints)]
+    taints = [taint_dict(t) for t in (*claim.taints, *claim.startup_taints)]
     try:
         return MachineSpec.model_validate(
             {
                 "name": claim.name,
-                "instance_type": claim.instance_type,
+                "instance_type": required_instance_type(claim),
                 "labels": labels,
                 "taints": taints,
                 "gpus": shape.gpus,
@@ -181,7 +184,7 @@ class LocalNodeProvisioner:
         self._kube = kube
         self._agent = agent
 
-    async def create(self, claim: NodeClaimView) -> Instance:
+    async def create(self, claim: NodeClaim) -> Instance:
         spec = machine_spec(claim)
         machine = await self._agent.get(claim.name)
         if machine is None:
@@ -197,7 +200,7 @@ class LocalNodeProvisioner:
                 "starting" if machine.phase is MachinePhase.STARTING else "waiting for its kubelet"
             )
             raise LaunchPending(f"machine {claim.name!r} is {what}", retry_after=1)
-        shape = shape_for(claim.instance_type)
+        shape = shape_for(required_instance_type(claim))
         capacity = expected_capacity(spec, dict(shape.capacity) if shape else {})
         # Launched only once the Node carries the GPUs the agent advertises: the controller
         # records the Node's capacity at registration and gates Initialized on what it records,
@@ -211,7 +214,7 @@ class LocalNodeProvisioner:
             )
         return _instance(machine, node, capacity)
 
-    async def delete(self, claim: NodeClaimView) -> None:
+    async def delete(self, claim: NodeClaim) -> None:
         machine = await self._agent.delete(claim.name)
         if machine is None:
             raise NodeClaimNotFound(f"machine {claim.name!r} does not exist")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kaito_api.conditions import Condition
 from kaito_api.labels import GPU_RESOURCE_NAME
 
 Manifest = dict[str, Any]
@@ -40,14 +41,14 @@ class Readiness:
     """Whether the nodes are there, and the specific reason when they are not.
 
     ``conditions`` are extra Workspace conditions the strategy reports (``NodeClaimReady``,
-    ``NodesReady``) as ``(type, status, reason, message)`` tuples.
+    ``NodesReady``), in kaito_api's condition model.
     """
 
     ready: bool
     reason: str
     message: str
     worker_nodes: tuple[str, ...] = ()
-    conditions: tuple[tuple[str, str, str, str], ...] = ()
+    conditions: tuple[Condition, ...] = ()
 
 
 class CapacityStrategy(Protocol):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kaito_api.conditions import ConditionReason, ConditionStatus, ConditionType, new_condition
 from kaito_api.labels import GPU_RESOURCE_NAME
 
 from kaito_controller.capacity.base import (
@@ -48,14 +49,24 @@ class ByoCapacity:
             msg = f"{len(workers)} node(s) match the labelSelector with >= {need_gpus} {unit}(s)"
             return Readiness(
                 ready=True,
-                reason="NodesReady",
+                reason=ConditionReason.NODES_READY,
                 message=msg,
                 worker_nodes=workers,
-                conditions=(("NodesReady", "True", "NodesReady", msg),),
+                conditions=(
+                    new_condition(
+                        ConditionType.NODES_READY,
+                        ConditionStatus.TRUE,
+                        ConditionReason.NODES_READY,
+                        msg,
+                    ),
+                ),
             )
         selector = ",".join(f"{k}={v}" for k, v in sorted(req.match_labels.items()))
         if not matching:
-            reason, msg = "NodeNotFound", f"no node matches the labelSelector {selector}"
+            reason, msg = (
+                ConditionReason.NODE_NOT_FOUND,
+                f"no node matches the labelSelector {selector}",
+            )
         else:
             short = [
                 f"{name_of(n)} ({'Ready' if node_is_ready(n) else 'NotReady'}, "
@@ -63,7 +74,7 @@ class ByoCapacity:
                 for n in matching
                 if n not in usable
             ]
-            reason = "NodeNotReady"
+            reason = ConditionReason.NODE_NOT_READY
             msg = (
                 f"{len(usable)} of {req.node_count} needed node(s) matching {selector} are Ready "
                 f"with >= {need_gpus} {gpus}; not usable: {', '.join(short)}"
@@ -72,7 +83,9 @@ class ByoCapacity:
             ready=False,
             reason=reason,
             message=msg,
-            conditions=(("NodesReady", "False", reason, msg),),
+            conditions=(
+                new_condition(ConditionType.NODES_READY, ConditionStatus.FALSE, reason, msg),
+            ),
         )
 
     def node_affinity(self, req: CapacityRequest) -> list[dict[str, Any]]:

@@ -13,14 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kaito_api.conditions import (
+    ConditionReason,
+    ConditionStatus,
+    ConditionType,
+    NodeClaimConditionType,
+    new_condition,
+)
 from kaito_api.labels import LABEL_INSTANCE_TYPE, LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
+from kaito_api.nodeclaim import NodeClaim
 
 from kaito_controller.capacity.base import (
     CapacityRequest,
     Manifest,
     Readiness,
-    condition,
-    is_deleting,
     name_of,
     node_gpus,
     node_is_ready,
@@ -29,8 +35,12 @@ from kaito_controller.capacity.base import (
 from kaito_controller.manifests.nodeclaim import NodeClaimTemplate, build_nodeclaim
 from kaito_controller.naming import nodeclaim_name
 
-LIFECYCLE = ("Launched", "Registered", "Initialized")
-_PLACEHOLDER_REASONS = {"AwaitingReconciliation", "ReconcilingDependents", ""}
+LIFECYCLE = (
+    NodeClaimConditionType.LAUNCHED,
+    NodeClaimConditionType.REGISTERED,
+    NodeClaimConditionType.INITIALIZED,
+)
+_PLACEHOLDER_REASONS = {ConditionReason.AWAITING_RECONCILIATION, "ReconcilingDependents", ""}
 MESSAGE_LIMIT = 256  # KAITO caps condition messages it copies at 256 characters
 
 
@@ -80,22 +90,22 @@ class NodeClaimCapacity:
         by_name = {name_of(c): c for c in nodeclaims}
         claims = [by_name.get(n) for n in self.desired_names(req)]
         missing = [n for n, c in zip(self.desired_names(req), claims, strict=True) if c is None]
-        live = [c for c in claims if c is not None]
+        live = [NodeClaim.model_validate(c) for c in claims if c is not None]
         if missing:
             msg = f"waiting for NodeClaims to be created: {', '.join(missing)}"
-            return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
+            return _not_ready(ConditionReason.NODE_CLAIM_NOT_READY, msg, claims_ok=False)
         for claim in live:
-            if is_deleting(claim):
-                msg = f"NodeClaim {name_of(claim)} is being deleted; it will be replaced"
-                return _not_ready("NodeClaimNotReady", msg, claims_ok=False)
+            if claim.deleting:
+                msg = f"NodeClaim {claim.name} is being deleted; it will be replaced"
+                return _not_ready(ConditionReason.NODE_CLAIM_NOT_READY, msg, claims_ok=False)
         for claim in live:
-            if not claim_is_ready(claim):
+            if not claim.is_ready:
                 reason, message = claim_problem(claim)
-                return _not_ready(reason, f"NodeClaim {name_of(claim)}: {message}", claims_ok=False)
+                return _not_ready(reason, f"NodeClaim {claim.name}: {message}", claims_ok=False)
         nodes_by_name = {name_of(n): n for n in nodes}
         workers = []
         for claim in live:
-            node_name = (claim.get("status") or {}).get("nodeName", "")
+            node_name = claim.node_name
             node = nodes_by_name.get(node_name)
             problem = _node_problem(node, node_name, req, claim)
             if problem:
@@ -103,12 +113,22 @@ class NodeClaimCapacity:
             workers.append(node_name)
         return Readiness(
             ready=True,
-            reason="NodesReady",
+            reason=ConditionReason.NODES_READY,
             message=f"{len(workers)} node(s) ready",
             worker_nodes=tuple(sorted(workers)),
             conditions=(
-                ("NodeClaimReady", "True", "NodeClaimsReady", "all NodeClaims are ready"),
-                ("NodesReady", "True", "NodesReady", "all nodes are ready with GPUs"),
+                new_condition(
+                    ConditionType.NODE_CLAIM_READY,
+                    ConditionStatus.TRUE,
+                    ConditionReason.NODE_CLAIMS_READY,
+                    "all NodeClaims are ready",
+                ),
+                new_condition(
+                    ConditionType.NODES_READY,
+                    ConditionStatus.TRUE,
+                    ConditionReason.NODES_READY,
+                    "all nodes are ready with GPUs",
+                ),
             ),
         )
 
@@ -120,57 +140,51 @@ class NodeClaimCapacity:
         ]
 
 
-def claim_is_ready(claim: Manifest) -> bool:
-    """Ready=True; a claim without any conditions but with a node name also counts (KAITO)."""
-    if is_deleting(claim):
-        return False
-    status = claim.get("status") or {}
-    ready = condition(claim, "Ready")
-    if ready is None:
-        return not status.get("conditions") and bool(status.get("nodeName"))
-    return ready.get("status") == "True"
-
-
-def claim_problem(claim: Manifest) -> tuple[str, str]:
+def claim_problem(claim: NodeClaim) -> tuple[str, str]:
     """``(reason, message)`` of the first non-True lifecycle condition, preferring a real
     error (e.g. ``LaunchFailed`` with the provider's quota message) over placeholders."""
     found: list[tuple[str, str]] = []
     for type_ in LIFECYCLE:
-        cond = condition(claim, type_)
-        if cond is None or cond.get("status") == "True":
+        cond = claim.condition(type_)
+        if cond is None or cond.status == ConditionStatus.TRUE:
             continue
-        reason = str(cond.get("reason") or "")
-        message = str(cond.get("message") or f"{type_}={cond.get('status')}")
-        found.append((reason or "NodeClaimNotReady", f"{type_}: {message}"[:MESSAGE_LIMIT]))
+        reason = cond.reason
+        message = cond.message or f"{type_}={cond.status}"
+        found.append(
+            (reason or ConditionReason.NODE_CLAIM_NOT_READY, f"{type_}: {message}"[:MESSAGE_LIMIT])
+        )
         if reason not in _PLACEHOLDER_REASONS:
             return found[-1]
     if found:
         return found[0]
-    return "NodeClaimNotReady", "waiting for the provisioner to launch the node"
+    return ConditionReason.NODE_CLAIM_NOT_READY, "waiting for the provisioner to launch the node"
 
 
-def claim_gpus(claim: Manifest) -> int | None:
+def claim_gpus(claim: NodeClaim) -> int | None:
     """``nvidia.com/gpu`` the provisioner says the claim's node has (``status.allocatable``,
     which Karpenter fills from the launched instance type): None when it reported no
     resources at all, 0 when it reported resources without GPUs."""
-    allocatable = (claim.get("status") or {}).get("allocatable") or {}
+    allocatable = claim.allocatable
     if not allocatable:
         return None
     return node_gpus({"status": {"allocatable": allocatable}})
 
 
 def _node_problem(
-    node: Manifest | None, node_name: str, req: CapacityRequest, claim: Manifest
+    node: Manifest | None, node_name: str, req: CapacityRequest, claim: NodeClaim
 ) -> tuple[str, str] | None:
     if not node_name or node is None:
-        return "NodeNotReady", f"node {node_name or '(not yet named)'} is not registered yet"
+        return (
+            ConditionReason.NODE_NOT_READY,
+            f"node {node_name or '(not yet named)'} is not registered yet",
+        )
     if not node_is_ready(node):
-        return "NodeNotReady", f"node {node_name} is not Ready"
+        return ConditionReason.NODE_NOT_READY, f"node {node_name} is not Ready"
     labels = (node.get("metadata") or {}).get("labels") or {}
     if req.instance_type and labels.get(LABEL_INSTANCE_TYPE) != req.instance_type:
         have = labels.get(LABEL_INSTANCE_TYPE, "(none)")
         return (
-            "NodeNotReady",
+            ConditionReason.NODE_NOT_READY,
             f"node {node_name} has instance type {have}, want {req.instance_type}",
         )
     gpus, need = node_gpus(node), max(req.gpus_per_node, 1)
@@ -181,12 +195,12 @@ def _node_problem(
             # has too few GPUs (e.g. a Karpenter instance-type list without nvidia.com/gpu).
             return (
                 "InsufficientGPUs",
-                f"NodeClaim {name_of(claim)} reports {promised} allocatable nvidia.com/gpu for "
+                f"NodeClaim {claim.name} reports {promised} allocatable nvidia.com/gpu for "
                 f"node {node_name} (instance type {labels.get(LABEL_INSTANCE_TYPE, '?')}), "
                 f"the Workspace needs {need} per node",
             )
         return (
-            "NodePluginsNotReady",
+            ConditionReason.NODE_PLUGINS_NOT_READY,
             f"node {node_name} has {gpus} allocatable nvidia.com/gpu, need "
             f"{need} (waiting for the NVIDIA device plugin)",
         )
@@ -195,11 +209,21 @@ def _node_problem(
 
 def _not_ready(reason: str, message: str, *, claims_ok: bool) -> Readiness:
     claim_cond = (
-        ("NodeClaimReady", "True", "NodeClaimsReady", "all NodeClaims are ready")
+        new_condition(
+            ConditionType.NODE_CLAIM_READY,
+            ConditionStatus.TRUE,
+            ConditionReason.NODE_CLAIMS_READY,
+            "all NodeClaims are ready",
+        )
         if claims_ok
-        else ("NodeClaimReady", "False", reason, message)
+        else new_condition(ConditionType.NODE_CLAIM_READY, ConditionStatus.FALSE, reason, message)
     )
-    nodes_cond = ("NodesReady", "False", reason if claims_ok else "NodeNotReady", message)
+    nodes_cond = new_condition(
+        ConditionType.NODES_READY,
+        ConditionStatus.FALSE,
+        reason if claims_ok else ConditionReason.NODE_NOT_READY,
+        message,
+    )
     return Readiness(
         ready=False, reason=reason, message=message, conditions=(claim_cond, nodes_cond)
     )

@@ -32,7 +32,15 @@ from kaito_api.labels import (
     LABEL_WORKSPACE,
     LABEL_WORKSPACE_NAMESPACE,
 )
-from kaito_api.nodeclaim import NodeClassReference, NodeSelectorRequirementWithMinValues, Taint
+from kaito_api.nodeclaim import (
+    NodeClaim,
+    NodeClaimSpec,
+    NodeClassReference,
+    NodeSelectorRequirementWithMinValues,
+    ResourceRequirements,
+    Taint,
+)
+from kaito_api.objectmeta import ObjectMeta
 from kaito_api.types import LabelKey, LabelValue, Quantity
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -171,59 +179,55 @@ def build_nodeclaim(
     what the Workspace needs per node (requested only when the template says so)."""
     tpl = template or NodeClaimTemplate()
     requirements = [
-        {"key": LABEL_NODEPOOL, "operator": "In", "values": [KAITO_NODEPOOL_NAME]},
-        {"key": LABEL_INSTANCE_TYPE, "operator": "In", "values": [instance_type]},
-        {"key": LABEL_OS, "operator": "In", "values": ["linux"]},
+        _in(LABEL_NODEPOOL, KAITO_NODEPOOL_NAME),
+        _in(LABEL_INSTANCE_TYPE, instance_type),
+        _in(LABEL_OS, "linux"),
     ]
     if cloud_provider == "azure":
-        requirements.append(
-            {"key": "karpenter.azure.com/sku-name", "operator": "In", "values": [instance_type]}
-        )
+        requirements.append(_in("karpenter.azure.com/sku-name", instance_type))
     elif cloud_provider == "aws":
         requirements.append(
-            {"key": "karpenter.k8s.aws/instance-gpu-count", "operator": "Gt", "values": ["0"]}
+            NodeSelectorRequirementWithMinValues(
+                key="karpenter.k8s.aws/instance-gpu-count", operator="Gt", values=["0"]
+            )
         )
-    requirements.extend(_dump(r) for r in tpl.requirements)
-    requests: dict[str, Any] = {k: _quantity(v) for k, v in tpl.requests.items()}
+    requirements.extend(tpl.requirements)
+    requests: dict[str, int | str] = {k: _quantity(v) for k, v in tpl.requests.items()}
     if tpl.disk_resource:
         requests[tpl.disk_resource] = disk
     if tpl.request_gpus:
         requests[GPU_RESOURCE_NAME] = str(max(gpus, 1))
-    spec: dict[str, Any] = {
-        "nodeClassRef": (
-            _dump(tpl.node_class_ref)
-            if tpl.node_class_ref is not None
-            else dict(NODE_CLASS_REFS[cloud_provider])
-        ),
-        "taints": [
-            {"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": GPU_TAINT_EFFECT},
-            *(_dump(t) for t in tpl.taints),
-        ],
-        "requirements": requirements,
-        "resources": {"requests": requests},
-    }
-    if tpl.startup_taints:
-        spec["startupTaints"] = [_dump(t) for t in tpl.startup_taints]
-    if tpl.expire_after is not None:
-        spec["expireAfter"] = tpl.expire_after
-    return {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodeClaim",
-        "metadata": {
-            "name": name,
-            "labels": nodeclaim_labels(ws_name, ws_namespace, match_labels, tpl.labels),
-            "annotations": {
+    claim = NodeClaim(
+        metadata=ObjectMeta(
+            name=name,
+            labels=nodeclaim_labels(ws_name, ws_namespace, match_labels, tpl.labels),
+            annotations={
                 **tpl.annotations,
                 ANNOTATION_DO_NOT_DISRUPT: "true",
                 ANNOTATION_NODE_IMAGE_FAMILY: node_image_family,
             },
-        },
-        "spec": spec,
-    }
+        ),
+        spec=NodeClaimSpec(
+            node_class_ref=(
+                tpl.node_class_ref
+                if tpl.node_class_ref is not None
+                else NodeClassReference(**NODE_CLASS_REFS[cloud_provider])
+            ),
+            taints=[
+                Taint(key=GPU_TAINT_KEY, value=GPU_TAINT_VALUE, effect=GPU_TAINT_EFFECT),
+                *tpl.taints,
+            ],
+            requirements=requirements,
+            resources=ResourceRequirements(requests=requests),
+            startup_taints=list(tpl.startup_taints) or None,
+            expire_after=tpl.expire_after,
+        ),
+    )
+    return claim.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-def _dump(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+def _in(key: str, value: str) -> NodeSelectorRequirementWithMinValues:
+    return NodeSelectorRequirementWithMinValues(key=key, operator="In", values=[value])
 
 
 def _quantity(value: int | str) -> str:

@@ -15,7 +15,7 @@ from kaito_presets.errors import DoesNotFit, PresetNotFound, SkuNotFound
 from kaito_presets.estimator import GpuPlan, choose_dtype
 from kaito_presets.images import tuning_image_for
 from kaito_presets.partition import PartitionProblem, mig_resource_name, partition_sku
-from kaito_presets.presets import Preset, get_preset
+from kaito_presets.presets import Preset, Runtime, get_preset
 from kaito_presets.server_config import inference_server_config
 from kaito_presets.serving import plan_inference
 from kaito_presets.skus import GpuSku, all_skus, get_sku
@@ -59,7 +59,7 @@ class PresetsCatalog:
         preset: str,
         instance_type: str | None,
         gpu_node: GpuNodeInfo | None,
-        runtime: str | None,
+        runtime: Runtime | None,
         max_model_len: int | None,
         count: int | None,
         partition: PartitionSpec | None = None,
@@ -73,12 +73,8 @@ class PresetsCatalog:
                 )
             except PartitionProblem as err:
                 raise SpecError(err.field, err.message, reason="InvalidPartition") from err
-        if runtime not in (None, "vllm", "transformers"):
-            raise SpecError(
-                "metadata.annotations[kaito.sh/runtime]", f"{runtime!r} is not vllm or transformers"
-            )
         try:
-            plan = plan_inference(p, sku, runtime=runtime, context_length=max_model_len)  # type: ignore[arg-type]
+            plan = plan_inference(p, sku, runtime=runtime, context_length=max_model_len)
         except DoesNotFit as err:
             field = "resource.partition" if partition is not None else "resource.instanceType"
             raise SpecError(field, str(err), reason="InsufficientGPUMemory") from err

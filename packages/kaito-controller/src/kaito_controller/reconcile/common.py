@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaito_api.conditions import Condition
+
 from kaito_controller.k8s.client import ObjectRef
-from kaito_controller.status import Cond
 
 
 @dataclass(frozen=True)
 class SubPlan:
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[ObjectRef] = field(default_factory=list)
-    conditions: list[Cond] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
     requeue_after: float | None = None
     delete_first: bool = False

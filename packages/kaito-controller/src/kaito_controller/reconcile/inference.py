@@ -12,9 +12,17 @@ from dataclasses import replace
 from typing import Any
 
 import yaml
+from kaito_api.conditions import (
+    Condition,
+    ConditionReason,
+    ConditionStatus,
+    ConditionType,
+    new_condition,
+)
 from kaito_api.labels import ANNOTATION_PERFORMANCE_MODE, PERFORMANCE_MODE_BALANCED
 from kaito_api.v1beta1 import Workspace
 from kaito_presets.presets import find_preset
+from kaito_presets.server_config_keys import SERVER_CONFIG_KEYS
 
 from kaito_controller.k8s.client import ObjectRef
 from kaito_controller.manifests.inference import (
@@ -36,21 +44,11 @@ from kaito_controller.reconcile.identity import ws_ref
 from kaito_controller.reconcile.observed import Observed
 from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.status import INFERENCE_READY, Cond, classify_pods, workload_ready
+from kaito_controller.workload_state import classify_pods, workload_ready
 
-# Keys of the inference server's config file (packages/inference-server/README.md). The
-# server rejects unknown keys at start-up; checking here reports the mistake on the
-# Workspace instead of in a crash-looping pod.
-SERVER_CONFIG_KEYS = frozenset(
-    {
-        "model", "backend", "host", "port", "served_model_name", "adapters_dir",
-        "adapter_strengths", "allow_runtime_lora", "max_model_len", "dtype",
-        "tensor_parallel_size", "gpu_memory_utilization", "tool_call_parser",
-        "reasoning_parser", "chat_template", "trust_remote_code", "offline", "hf_token_file",
-        "api_keys_file", "max_concurrency", "max_waiting_requests", "vllm_engine_args",
-        "log_level", "log_format",
-    }
-)  # fmt: skip
+# SERVER_CONFIG_KEYS are the server's config-file keys, generated from its settings model
+# (hack/gen_server_config_keys.py). The server rejects unknown keys at start-up; checking here
+# reports the mistake on the Workspace instead of in a crash-looping pod.
 # Set by the controller from the Workspace; a user config cannot move them.
 CONTROLLER_KEYS = frozenset(
     {"model", "backend", "host", "port", "served_model_name", "adapters_dir"}
@@ -229,10 +227,10 @@ def plan_inference(
     if not ready:
         return SubPlan(
             conditions=[
-                Cond(
-                    INFERENCE_READY,
-                    "False",
-                    "ResourceNotReady",
+                new_condition(
+                    ConditionType.INFERENCE_READY,
+                    ConditionStatus.FALSE,
+                    ConditionReason.RESOURCE_WAITING,
                     "waiting for the GPU nodes to be ready",
                 )
             ]
@@ -241,7 +239,11 @@ def plan_inference(
         user = user_config(ws, observed)
     except ConfigProblem as err:
         return SubPlan(
-            conditions=[Cond(INFERENCE_READY, "False", err.reason, err.message)],
+            conditions=[
+                new_condition(
+                    ConditionType.INFERENCE_READY, ConditionStatus.FALSE, err.reason, err.message
+                )
+            ],
             requeue_after=settings.resync_seconds,
         )
     assert ws.inference is not None and ws.inference.preset is not None
@@ -295,10 +297,10 @@ def plan_inference(
     have = observed.owned(workload["kind"], ws.name)
     ok, detail = workload_ready(have)
     if have is not None and ok and not deletes:
-        cond = Cond(
-            INFERENCE_READY,
-            "True",
-            "WorkspaceInferenceStatusSuccess",
+        cond = new_condition(
+            ConditionType.INFERENCE_READY,
+            ConditionStatus.TRUE,
+            ConditionReason.INFERENCE_READY,
             f"inference server ready: {detail}",
         )
         requeue = None
@@ -306,9 +308,19 @@ def plan_inference(
         problem = classify_pods([p for p in observed.pods if _owned_by_current(p, have)])
         if problem is not None:
             cond = _gated_hint(ws, sizing) if problem.reason in _START_FAILURES else None
-            cond = cond or Cond(INFERENCE_READY, "False", problem.reason, problem.message)
+            cond = cond or new_condition(
+                ConditionType.INFERENCE_READY,
+                ConditionStatus.FALSE,
+                problem.reason,
+                problem.message,
+            )
         else:
-            cond = Cond(INFERENCE_READY, "False", "WorkspaceInferenceStatusPending", detail)
+            cond = new_condition(
+                ConditionType.INFERENCE_READY,
+                ConditionStatus.FALSE,
+                ConditionReason.INFERENCE_PENDING,
+                detail,
+            )
         requeue = settings.not_ready_requeue_seconds
     return SubPlan(
         apply=[stamp(o) for o in objects], delete=deletes, conditions=[cond], requeue_after=requeue
@@ -317,10 +329,10 @@ def plan_inference(
 
 # Pod failures a gated model without an access token ends in: the server exits when the
 # Hugging Face download is refused.
-_START_FAILURES = frozenset({"ContainerCrashLoopBackOff", "ContainerStartError"})
+_START_FAILURES = frozenset({ConditionReason.CONTAINER_CRASH_LOOP, "ContainerStartError"})
 
 
-def _gated_hint(ws: Workspace, sizing: Sizing) -> Cond | None:
+def _gated_hint(ws: Workspace, sizing: Sizing) -> Condition | None:
     """``InferenceReady`` for a server that keeps failing while it serves a gated model and no
     ``modelAccessSecret`` is named (admitted with a warning): the likely cause, and the fix."""
     assert ws.inference is not None and ws.inference.preset is not None
@@ -330,10 +342,10 @@ def _gated_hint(ws: Workspace, sizing: Sizing) -> Cond | None:
     preset = find_preset(ws.inference.preset.name)
     if preset is None or not preset.needs_access_token:
         return None
-    return Cond(
-        INFERENCE_READY,
-        "False",
-        "ModelAccessSecretMissing",
+    return new_condition(
+        ConditionType.INFERENCE_READY,
+        ConditionStatus.FALSE,
+        ConditionReason.MODEL_ACCESS_SECRET_MISSING,
         f"inference.preset.presetOptions.modelAccessSecret: {sizing.model} is a gated Hugging "
         "Face model and the server cannot fetch its weights without a token; create a Secret "
         "with key HF_TOKEN from an account that accepted the licence and name it there",

@@ -12,14 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kaito_api.conditions import ConditionReason
 from kaito_api.labels import GPU_RESOURCE_NAME
 from kaito_api.v1beta1 import PartitionSpec
+from kaito_presets.presets import Runtime
 
 
 class SpecError(Exception):
     """The Workspace cannot be sized as written; ``field`` names the culprit."""
 
-    def __init__(self, field: str, message: str, *, reason: str = "InvalidSpec") -> None:
+    def __init__(
+        self, field: str, message: str, *, reason: str = ConditionReason.INVALID_SPEC
+    ) -> None:
         super().__init__(f"{field}: {message}" if field else message)
         self.field = field
         self.message = message
@@ -70,7 +74,7 @@ class Catalog(Protocol):
         preset: str,
         instance_type: str | None,
         gpu_node: GpuNodeInfo | None,
-        runtime: str | None,
+        runtime: Runtime | None,
         max_model_len: int | None,
         count: int | None,
         partition: PartitionSpec | None = None,

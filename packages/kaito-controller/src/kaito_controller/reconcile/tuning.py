@@ -11,6 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from kaito_api.conditions import (
+    Condition,
+    ConditionReason,
+    ConditionStatus,
+    ConditionType,
+    new_condition,
+)
 from kaito_api.v1beta1 import Workspace
 
 from kaito_controller.k8s.client import ObjectRef
@@ -27,14 +34,19 @@ from kaito_controller.reconcile.identity import ws_ref
 from kaito_controller.reconcile.observed import Observed
 from kaito_controller.reconcile.sizing import Sizing, workload_image
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.status import JOB_STARTED, WORKSPACE_SUCCEEDED, Cond, classify_pods, job_state
+from kaito_controller.workload_state import classify_pods, job_state
 
 
 def _pending(reason: str, message: str, requeue: float | None = None) -> SubPlan:
     return SubPlan(
         conditions=[
-            Cond(JOB_STARTED, "False", reason, message),
-            Cond(WORKSPACE_SUCCEEDED, "False", "WorkspacePending", message),
+            new_condition(ConditionType.JOB_STARTED, ConditionStatus.FALSE, reason, message),
+            new_condition(
+                ConditionType.WORKSPACE_SUCCEEDED,
+                ConditionStatus.FALSE,
+                ConditionReason.WORKSPACE_PENDING,
+                message,
+            ),
         ],
         requeue_after=requeue,
     )
@@ -51,7 +63,7 @@ def plan_tuning(
 ) -> SubPlan:
     assert ws.tuning is not None
     if not ready:
-        return _pending("WorkspaceTuningJobStatusPending", "waiting for the GPU nodes to be ready")
+        return _pending(ConditionReason.JOB_PENDING, "waiting for the GPU nodes to be ready")
     t = ws.tuning
     ref = ws_ref(ws)
     objects: list[dict[str, Any]] = []
@@ -116,7 +128,7 @@ def plan_tuning(
     ):
         if (have.get("metadata") or {}).get("deletionTimestamp"):
             return _pending(
-                "WorkspaceTuningJobStatusPending",
+                ConditionReason.JOB_PENDING,
                 "waiting for the previous tuning Job to be deleted",
                 2.0,
             )
@@ -124,7 +136,7 @@ def plan_tuning(
             apply=objects,
             delete=[ObjectRef("batch/v1", "Job", ws.name, ws.namespace)],
             conditions=_pending(
-                "WorkspaceTuningJobStatusPending",
+                ConditionReason.JOB_PENDING,
                 "the tuning input or output changed: replacing the Job",
             ).conditions,
             requeue_after=2.0,
@@ -143,35 +155,56 @@ def _requeue(job: Mapping[str, Any] | None, settings: ControllerSettings) -> flo
     return None if view.succeeded or view.failed else settings.not_ready_requeue_seconds
 
 
-def _job_conditions(job: Mapping[str, Any] | None, observed: Observed) -> list[Cond]:
+def _running(started: str, reason: str, message: str) -> list[Condition]:
+    """JobStarted=True, and WorkspaceSucceeded=False with ``reason``: the Job still runs."""
+    return [
+        new_condition(
+            ConditionType.JOB_STARTED, ConditionStatus.TRUE, ConditionReason.JOB_STARTED, started
+        ),
+        new_condition(ConditionType.WORKSPACE_SUCCEEDED, ConditionStatus.FALSE, reason, message),
+    ]
+
+
+def _job_conditions(job: Mapping[str, Any] | None, observed: Observed) -> list[Condition]:
     view = job_state(job)
     if view.failed:
         detail = _termination_message(observed) or view.message
         return [
-            Cond(JOB_STARTED, "False", "WorkspaceTuningJobStatusFailed", detail),
-            Cond(WORKSPACE_SUCCEEDED, "False", "WorkspaceFailed", detail),
+            new_condition(
+                ConditionType.JOB_STARTED, ConditionStatus.FALSE, ConditionReason.JOB_FAILED, detail
+            ),
+            new_condition(
+                ConditionType.WORKSPACE_SUCCEEDED,
+                ConditionStatus.FALSE,
+                ConditionReason.WORKSPACE_FAILED,
+                detail,
+            ),
         ]
     if view.succeeded:
         return [
-            Cond(JOB_STARTED, "True", "WorkspaceTuningJobStatusStarted", "the tuning Job started"),
-            Cond(WORKSPACE_SUCCEEDED, "True", "WorkspaceSucceeded", view.message),
+            new_condition(
+                ConditionType.JOB_STARTED,
+                ConditionStatus.TRUE,
+                ConditionReason.JOB_STARTED,
+                "the tuning Job started",
+            ),
+            new_condition(
+                ConditionType.WORKSPACE_SUCCEEDED,
+                ConditionStatus.TRUE,
+                ConditionReason.WORKSPACE_SUCCEEDED,
+                view.message,
+            ),
         ]
     if view.started:
         failed_attempt = _termination_message(observed)
         if failed_attempt:
             retrying = f"a tuning pod failed, the Job retries: {failed_attempt}"
-            return [
-                Cond(JOB_STARTED, "True", "WorkspaceTuningJobStatusStarted", view.message),
-                Cond(WORKSPACE_SUCCEEDED, "False", "WorkspaceTuningJobRetrying", retrying),
-            ]
-        return [
-            Cond(JOB_STARTED, "True", "WorkspaceTuningJobStatusStarted", view.message),
-            Cond(WORKSPACE_SUCCEEDED, "False", "WorkspacePending", view.message),
-        ]
+            return _running(view.message, ConditionReason.JOB_RETRYING, retrying)
+        return _running(view.message, ConditionReason.WORKSPACE_PENDING, view.message)
     problem = classify_pods(observed.pods)
     if problem is not None:
         return _pending(problem.reason, problem.message).conditions
-    return _pending("WorkspaceTuningJobStatusPending", view.message).conditions
+    return _pending(ConditionReason.JOB_PENDING, view.message).conditions
 
 
 def _termination_message(observed: Observed) -> str | None:

@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kaito_api.conditions import (
+    Condition,
+    ConditionReason,
+    ConditionStatus,
+    ConditionType,
+    new_condition,
+)
 from kaito_api.labels import ANNOTATION_NODE_IMAGE_FAMILY, FINALIZER_WORKSPACE, LABEL_WORKSPACE
 from kaito_api.v1beta1 import Workspace
+from kaito_presets.runtime import RUNTIME_FIELD, runtime_of
 
 from kaito_controller.capacity import (
     ByoCapacity,
@@ -38,26 +46,16 @@ from kaito_controller.reconcile.observed import Observed
 from kaito_controller.reconcile.plan import EventSpec, Plan
 from kaito_controller.reconcile.sizing import Catalog, Sizing, SpecError, gpu_node_info
 from kaito_controller.settings import ControllerSettings
-from kaito_controller.status import (
-    INFERENCE_READY,
-    JOB_STARTED,
-    RESOURCE_READY,
-    WORKSPACE_READY,
-    WORKSPACE_SUCCEEDED,
-    Cond,
-    merge_conditions,
-    phase_durations,
-    summary_state,
-)
+from kaito_controller.status import merge_conditions, phase_durations, summary_state
 
 _QUIET_REASONS = {
-    "WorkspaceInferenceStatusPending",
-    "WorkspaceTuningJobStatusPending",
-    "WorkspacePending",
-    "WorkspaceResourceStatusNotReady",
-    "NodeClaimNotReady",
-    "NodeNotReady",
-    "ResourceNotReady",
+    ConditionReason.INFERENCE_PENDING,
+    ConditionReason.JOB_PENDING,
+    ConditionReason.WORKSPACE_PENDING,
+    ConditionReason.RESOURCE_NOT_READY,
+    ConditionReason.NODE_CLAIM_NOT_READY,
+    ConditionReason.NODE_NOT_READY,
+    ConditionReason.RESOURCE_WAITING,
 }
 
 
@@ -114,13 +112,25 @@ def plan(ws: Workspace, observed: Observed, ctx: Context) -> Plan:
         EventSpec("Normal", "NodeClaimCreated", f"creating NodeClaim {name_of(c)}") for c in apply
     ]
     readiness = strategy.readiness(req, live_claims, observed.nodes)
-    conds: list[Cond] = [Cond(t, s, r, m) for t, s, r, m in readiness.conditions]
+    conds: list[Condition] = list(readiness.conditions)
     if readiness.ready:
         conds.append(
-            Cond(RESOURCE_READY, "True", "WorkspaceResourceStatusSuccess", readiness.message)
+            new_condition(
+                ConditionType.RESOURCE_READY,
+                ConditionStatus.TRUE,
+                ConditionReason.RESOURCE_READY,
+                readiness.message,
+            )
         )
     else:
-        conds.append(Cond(RESOURCE_READY, "False", readiness.reason, readiness.message))
+        conds.append(
+            new_condition(
+                ConditionType.RESOURCE_READY,
+                ConditionStatus.FALSE,
+                readiness.reason,
+                readiness.message,
+            )
+        )
 
     deletes: list[ObjectRef] = []
     delete_first = False
@@ -141,7 +151,7 @@ def plan(ws: Workspace, observed: Observed, ctx: Context) -> Plan:
     if out.requeue_after is not None:
         requeue = min(requeue or out.requeue_after, out.requeue_after)
 
-    drop = () if ctx.settings.node_auto_provisioning else ("NodeClaimReady",)
+    drop = () if ctx.settings.node_auto_provisioning else (ConditionType.NODE_CLAIM_READY,)
     status, transitions = _status(ws, kind, conds, target, readiness.worker_nodes, ctx, drop)
     return Plan(
         apply=tuple(apply),
@@ -168,7 +178,7 @@ def _size(ws: Workspace, observed: Observed, ctx: Context) -> Sizing:
                 "resource.labelSelector",
                 f"no node matches {selector}; label your GPU nodes or turn node "
                 "auto-provisioning on",
-                reason="NodeNotFound",
+                reason=ConditionReason.NODE_NOT_FOUND,
             )
     if ws.tuning is not None:
         return ctx.catalog.size_tuning(
@@ -179,8 +189,10 @@ def _size(ws: Workspace, observed: Observed, ctx: Context) -> Sizing:
         raise SpecError(
             "inference.template", "custom pod templates are not supported yet; use a preset"
         )
-    annotations = ws.metadata.annotations or {}
-    runtime = annotations.get("kaito.sh/runtime")
+    try:
+        runtime = runtime_of(ws)
+    except ValueError as err:
+        raise SpecError(RUNTIME_FIELD, str(err)) from err
     try:
         max_len = inference_plan.user_config(ws, observed).get("max_model_len")
     except inference_plan.ConfigProblem:
@@ -212,7 +224,7 @@ def _target_node_count(ws: Workspace, sizing: Sizing) -> int:
 def _status(
     ws: Workspace,
     kind: str,
-    conds: Sequence[Cond],
+    conds: Sequence[Condition],
     target: int,
     workers: Sequence[str],
     ctx: Context,
@@ -251,31 +263,54 @@ def _status(
     return status, _transition_events(old_conds, all_conds)
 
 
-def _summary_conditions(kind: str, by_type: Mapping[str, Cond]) -> list[Cond]:
+def _summary_conditions(kind: str, by_type: Mapping[str, Condition]) -> list[Condition]:
     if kind == "inference":
-        inf = by_type.get(INFERENCE_READY)
-        if inf is not None and inf.true:
-            ok = Cond(
-                WORKSPACE_SUCCEEDED, "True", "WorkspaceSucceeded", "the model is being served"
+        inf = by_type.get(ConditionType.INFERENCE_READY)
+        if inf is not None and inf.is_true:
+            ok = new_condition(
+                ConditionType.WORKSPACE_SUCCEEDED,
+                ConditionStatus.TRUE,
+                ConditionReason.WORKSPACE_SUCCEEDED,
+                "the model is being served",
             )
-            return [ok, Cond(WORKSPACE_READY, "True", "WorkspaceReady", ok.message)]
+            return [
+                ok,
+                new_condition(
+                    ConditionType.WORKSPACE_READY,
+                    ConditionStatus.TRUE,
+                    ConditionReason.WORKSPACE_READY,
+                    ok.message,
+                ),
+            ]
         why = inf.message if inf else "waiting"
         return [
-            Cond(WORKSPACE_SUCCEEDED, "False", "WorkspacePending", why),
-            Cond(WORKSPACE_READY, "False", "WorkspaceNotReady", why),
+            new_condition(
+                ConditionType.WORKSPACE_SUCCEEDED,
+                ConditionStatus.FALSE,
+                ConditionReason.WORKSPACE_PENDING,
+                why,
+            ),
+            new_condition(
+                ConditionType.WORKSPACE_READY,
+                ConditionStatus.FALSE,
+                ConditionReason.WORKSPACE_NOT_READY,
+                why,
+            ),
         ]
     return []  # tuning: plan_tuning sets WorkspaceSucceeded itself
 
 
-def _transition_events(old: Sequence[Mapping[str, Any]], new: Sequence[Cond]) -> list[EventSpec]:
+def _transition_events(
+    old: Sequence[Mapping[str, Any]], new: Sequence[Condition]
+) -> list[EventSpec]:
     before = {c.get("type"): (c.get("status"), c.get("reason")) for c in old}
     events = []
     for cond in new:
-        if cond.type in (WORKSPACE_READY,):
+        if cond.type in (ConditionType.WORKSPACE_READY,):
             continue  # mirrors WorkspaceSucceeded; one event is enough
         if before.get(cond.type) == (cond.status, cond.reason):
             continue
-        if cond.true:
+        if cond.is_true:
             events.append(EventSpec("Normal", cond.type, cond.message or cond.reason))
         elif cond.reason not in _QUIET_REASONS:
             events.append(EventSpec("Warning", cond.reason, f"{cond.type}: {cond.message}"))
@@ -290,12 +325,35 @@ def _plan_spec_error(
     ctx: Context,
 ) -> Plan:
     message = str(err)
-    conds = [Cond(RESOURCE_READY, "False", err.reason, message)]
+    conds = [
+        new_condition(ConditionType.RESOURCE_READY, ConditionStatus.FALSE, err.reason, message)
+    ]
     if kind == "inference":
-        conds.append(Cond(INFERENCE_READY, "False", "WorkspaceInferenceStatusPending", message))
+        conds.append(
+            new_condition(
+                ConditionType.INFERENCE_READY,
+                ConditionStatus.FALSE,
+                ConditionReason.INFERENCE_PENDING,
+                message,
+            )
+        )
     else:
-        conds.append(Cond(JOB_STARTED, "False", "WorkspaceTuningJobStatusPending", message))
-        conds.append(Cond(WORKSPACE_SUCCEEDED, "False", "WorkspacePending", message))
+        conds.append(
+            new_condition(
+                ConditionType.JOB_STARTED,
+                ConditionStatus.FALSE,
+                ConditionReason.JOB_PENDING,
+                message,
+            )
+        )
+        conds.append(
+            new_condition(
+                ConditionType.WORKSPACE_SUCCEEDED,
+                ConditionStatus.FALSE,
+                ConditionReason.WORKSPACE_PENDING,
+                message,
+            )
+        )
     target = (ws.status.target_node_count if ws.status else None) or 0
     status, events = _status(ws, kind, conds, target, [], ctx)
     # A spec error only changes with the spec (a new event) or with the nodes (BYO): poll slowly.
@@ -321,10 +379,10 @@ def _plan_deletion(ws: Workspace, observed: Observed, ctx: Context) -> Plan:
     conds = merge_conditions(
         old.get("conditions"),
         [
-            Cond(
-                "WorkspaceDeleting",
-                "True",
-                "WorkspaceDeleted",
+            new_condition(
+                ConditionType.WORKSPACE_DELETING,
+                ConditionStatus.TRUE,
+                ConditionReason.WORKSPACE_DELETED,
                 "deleting the workspace's nodes and workloads",
             )
         ],
@@ -352,9 +410,18 @@ def plan_invalid(body: Mapping[str, Any], errors: Sequence[object], *, now: date
     meta = body.get("metadata") or {}
     conds = merge_conditions(
         old.get("conditions"),
-        [Cond(RESOURCE_READY, "False", "InvalidSpec", message)],
+        [
+            new_condition(
+                ConditionType.RESOURCE_READY,
+                ConditionStatus.FALSE,
+                ConditionReason.INVALID_SPEC,
+                message,
+            )
+        ],
         now=now,
         generation=meta.get("generation"),
     )
     status = {**old, "conditions": conds, "state": old.get("state") or "Pending"}
-    return Plan(status=status, events=(EventSpec("Warning", "InvalidSpec", message),))
+    return Plan(
+        status=status, events=(EventSpec("Warning", ConditionReason.INVALID_SPEC, message),)
+    )

@@ -6,7 +6,7 @@ KAITO's webhook does, the ConfigMaps that ``inference.config`` and ``tuning.conf
 rule sets live in the API and presets packages and the ConfigMap parsing in the controller's
 reconcile code (the same parse the controller applies later); this module only calls them and
 formats the answer, so it is a pure function that tests can call without a server. The handler
-(``handlers.operator``) reads the named ConfigMaps first (``get`` in the Workspace's namespace,
+(``handlers.kopf_handlers``) reads the named ConfigMaps first (``get`` in the Workspace's namespace,
 which the controller's RBAC already allows) and passes them in.
 """
 

@@ -2,7 +2,7 @@
 server-side filtered watches of everything else; leader election.
 
 Why: kopf gives us the webhook server, the process life cycle and the Workspace watch;
-reconciliation itself happens in the workers of ``handlers.runtime``. Every watch handler is a
+reconciliation itself happens in the workers of ``engine.workers``. Every watch handler is a
 few lines: record the object in the read cache and enqueue the Workspace it concerns. Using
 ``on.event`` (not ``on.create``/``on.update``) keeps kopf from writing its own annotations and
 finalizers on our objects: the controller's state lives in the Workspace status only. The
@@ -25,7 +25,7 @@ import kopf
 from kaito_api.labels import LABEL_WORKSPACE, LABEL_WORKSPACE_NAMESPACE
 from kaito_api.leader_election import LeaderElector
 
-from kaito_controller.handlers.runtime import Runtime
+from kaito_controller.engine.workers import Runtime
 from kaito_controller.handlers.watches import Watch, watches
 from kaito_controller.k8s.client import KubeError, Manifest, ObjectRef
 from kaito_controller.k8s.watching import ScopedWatch, ScopedWatches, WatchSource

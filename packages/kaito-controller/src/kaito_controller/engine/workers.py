@@ -11,8 +11,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from kaito_controller.handlers.queue import WorkQueue
-from kaito_controller.handlers.reconciler import Reconciler
+from kaito_controller.engine.executor import Reconciler
+from kaito_controller.engine.queue import WorkQueue
 from kaito_controller.k8s.cache import CachedKubeClient
 from kaito_controller.k8s.client import KubeError
 
