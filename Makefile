@@ -62,6 +62,7 @@ verify: generate ## Fail when generated files drift from what is committed, or u
 	git diff --exit-code -- charts packages/presets/README.md packages/presets/src/kaito_presets/server_config_keys.py
 	$(UV) lock --check
 	$(UV) lock --project runtimes/cu12 --check
+	$(UV) lock --project runtimes/vllm-cpu --check
 
 .PHONY: images
 images: ## Build every image with buildah (or docker: hack/build-images.sh --builder docker), tags = package versions

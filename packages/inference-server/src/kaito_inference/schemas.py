@@ -116,6 +116,12 @@ class _SamplingFields(_Request):
         return list(self.stop or [])
 
 
+class ResponseFormat(_Request):
+    type: Literal["text"] = Field(
+        description="only 'text': structured output (json_object, json_schema) is not supported"
+    )
+
+
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -123,6 +129,9 @@ class ChatCompletionRequest(_SamplingFields):
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    # Only plain text is produced: JSON modes are refused rather than answered with free text
+    # (vLLM's own server constrains the output; docs/adr/0003 lists the gap).
+    response_format: ResponseFormat | None = None
 
     @model_validator(mode="after")
     def _top_logprobs_needs_logprobs(self) -> ChatCompletionRequest:

@@ -243,11 +243,25 @@ def test_adapters_load_and_unload_live_with_strength(
 def test_a_dropped_stream_is_aborted_in_the_engine(
     client: openai.OpenAI, server: RunningServer
 ) -> None:
+    # A prompt whose greedy answer runs to the token limit (the random model may end at EOS).
+    long = 480
+    prompt = next(
+        (
+            p
+            for p in ("Hello", "One two three", "The quick brown fox", "def add(a, b):", "KAITO")
+            if client.completions.create(model=MODEL, prompt=p, max_tokens=long, temperature=0)
+            .choices[0]
+            .finish_reason
+            == "length"
+        ),
+        None,
+    )
+    assert prompt is not None, "no candidate prompt runs to the token limit"
     with httpx.stream(
         "POST",
         server.base_url + "/v1/completions",
-        json={"model": MODEL, "prompt": "Hello", "max_tokens": 480, "stream": True,
-              "temperature": 0, "ignore_eos": True},
+        json={"model": MODEL, "prompt": prompt, "max_tokens": long, "stream": True,
+              "temperature": 0},
         timeout=60,
     ) as response:  # fmt: skip
         assert response.status_code == 200

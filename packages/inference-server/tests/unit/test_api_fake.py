@@ -52,6 +52,15 @@ async def test_chat_echoes_with_usage(client: httpx.AsyncClient) -> None:
     assert usage["total_tokens"] == usage["prompt_tokens"] + 3
 
 
+async def test_text_response_format_is_accepted(client: httpx.AsyncClient) -> None:
+    plain = await client.post(CHAT, json=_chat("one two", max_tokens=5))
+    text = await client.post(
+        CHAT, json=_chat("one two", max_tokens=5, response_format={"type": "text"})
+    )
+    assert text.status_code == 200, text.text
+    assert text.json()["choices"][0]["message"] == plain.json()["choices"][0]["message"]
+
+
 async def test_max_tokens_gives_length(client: httpx.AsyncClient) -> None:
     r = await client.post(CHAT, json=_chat("one two three four", max_tokens=2))
     choice = r.json()["choices"][0]

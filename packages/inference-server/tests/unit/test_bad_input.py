@@ -204,6 +204,14 @@ CASES = [
         422,
         "strength",
     ),
+    (
+        "json-mode-refused-not-ignored",
+        "POST",
+        "/v1/chat/completions",
+        {"model": "phi-3-mini", "messages": MSG, "response_format": {"type": "json_object"}},
+        422,
+        "response_format.type",
+    ),
 ]
 
 

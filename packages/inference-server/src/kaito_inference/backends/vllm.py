@@ -16,8 +16,11 @@ their ranks; explicit ``vllm_engine_args`` win. The engine arguments this module
 every catalog plan are checked against vLLM's own ``EngineArgs`` and argument parser by
 ``tests/integration/test_vllm_engine_args.py``.
 
-Status: written against vLLM's documented ``AsyncLLMEngine`` / ``SamplingParams`` /
-``LoRARequest`` API and unit-tested with fakes of that surface only; it has not run on a GPU.
+Status: runs in CI on real vLLM (0.32.0's CPU build, the GPU image's version; ADR 0003):
+``tests/integration/test_vllm_cpu.py`` serves a tiny model through this backend and checks
+chat, completions, streaming, stops, seeds, logprobs, LoRA loading and strength, aborts, a dead
+engine and metrics with the ``openai`` client. ``tests/unit/test_vllm_backend.py`` keeps a fake
+of the same surface for the cases a real engine cannot be made to produce. Not yet run on a GPU.
 """
 
 from __future__ import annotations
