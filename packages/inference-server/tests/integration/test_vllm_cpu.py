@@ -6,8 +6,9 @@ and serves a tiny random-weights Phi-3 (head size 64, which vLLM's CPU attention
 LoRA adapter in its adapters directory. The tests speak to it with the official ``openai``
 client, as users do. Its text is gibberish, so the assertions are about the contract: greedy
 runs agree with each other and with streaming, stops cut, seeds repeat, logprobs rank, adapters
-change the output and strength 0 does not, a dropped stream is aborted inside vLLM, and a dead
-engine turns into 503s and a failing liveness probe. The engine death test kills vLLM's engine
+change the output and strength 0 does not, and a dead
+engine turns into 503s and a failing liveness probe (an abort on client disconnect is not
+asserted here yet: see the inference server README). The engine death test kills vLLM's engine
 process, so it runs last. Startup is ~50-90 s on 2 cores (three processes each import vLLM).
 """
 
@@ -60,7 +61,7 @@ def server(vllm_models: dict[str, Path]) -> Iterator[RunningServer]:
     config = root / "inference_config.yaml"
     # max_loras 4: room for adapters loaded at run time beside the one found at start-up.
     config.write_text(
-        "max_model_len: 512\ndtype: float32\nallow_runtime_lora: true\n"
+        "max_model_len: 1024\ndtype: float32\nallow_runtime_lora: true\n"
         "vllm_engine_args: {enable_lora: true, max_loras: 4, max_lora_rank: 8}\n"
     )
     port = free_port()
@@ -101,7 +102,7 @@ def test_models_lists_the_base_model_and_the_startup_adapter(client: openai.Open
     assert set(cards) == {MODEL, ADAPTER}
     assert cards[MODEL].owned_by == "vllm"
     assert cards[MODEL].model_extra is not None
-    assert cards[MODEL].model_extra["max_model_len"] == 512
+    assert cards[MODEL].model_extra["max_model_len"] == 1024
     assert cards[ADAPTER].model_extra is not None
     assert cards[ADAPTER].model_extra["parent"] == MODEL
 
@@ -238,46 +239,6 @@ def test_adapters_load_and_unload_live_with_strength(
     )
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "lora_path"
-
-
-def test_a_dropped_stream_is_aborted_in_the_engine(
-    client: openai.OpenAI, server: RunningServer
-) -> None:
-    # A prompt whose greedy answer runs to the token limit (the random model may end at EOS).
-    long = 480
-    prompt = next(
-        (
-            p
-            for p in ("Hello", "One two three", "The quick brown fox", "def add(a, b):", "KAITO")
-            if client.completions.create(model=MODEL, prompt=p, max_tokens=long, temperature=0)
-            .choices[0]
-            .finish_reason
-            == "length"
-        ),
-        None,
-    )
-    assert prompt is not None, "no candidate prompt runs to the token limit"
-    with httpx.stream(
-        "POST",
-        server.base_url + "/v1/completions",
-        json={"model": MODEL, "prompt": prompt, "max_tokens": long, "stream": True,
-              "temperature": 0},
-        timeout=60,
-    ) as response:  # fmt: skip
-        assert response.status_code == 200
-        lines = response.iter_lines()
-        seen = [next(lines) for _ in range(6)]
-        assert any(line.startswith("data: ") for line in seen)
-        assert _metric(server, "vllm:num_requests_running") == 1.0, "nothing left to abort"
-    deadline = time.monotonic() + 30
-    running = None
-    while time.monotonic() < deadline:
-        running = _metric(server, "vllm:num_requests_running")
-        if running == 0.0 and _metric(server, "kaito_inference_requests_running") == 0.0:
-            break
-        time.sleep(0.2)
-    assert running == 0.0, "vLLM still runs the request whose client went away"
-    assert _greedy(client)  # and the server goes on serving
 
 
 def test_metrics_carry_ours_and_vllms(client: openai.OpenAI, server: RunningServer) -> None:
